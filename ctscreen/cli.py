@@ -1,0 +1,165 @@
+"""``ctscreen <verb>``: every job a user runs. Errors a user can act on print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ctscreen import __version__
+from ctscreen.errors import CTScreenError
+
+EXIT_USAGE = 2
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=None, default=str))
+        return
+    for key, value in result.items():
+        print(f"{key:>20}: {value}")
+
+
+def cmd_info(args) -> int:
+    from ctscreen.imaging.readers import load_volume
+
+    volume = load_volume(args.path, allow_gaps=args.allow_gaps)
+    _print_result(volume.info(), args.json)
+    return 0
+
+
+def cmd_lungs(args) -> int:
+    from ctscreen.imaging.lungs import extract_lungs
+    from ctscreen.imaging.readers import load_volume
+    from ctscreen.imaging.volume import write_mask
+
+    volume = load_volume(args.path, allow_gaps=args.allow_gaps)
+    mask = extract_lungs(volume)
+    path = write_mask(volume, mask, args.out)
+    _print_result({"lung_volume_ml": round(float(mask.sum()) * volume.voxel_volume_ml, 1), "mask": str(path)}, args.json)
+    return 0
+
+
+def cmd_preprocess(args) -> int:
+    from ctscreen.imaging.preprocess import PreprocessingParameters, preprocess, write_preprocessed
+    from ctscreen.imaging.readers import load_volume
+
+    volume = load_volume(args.path, allow_gaps=args.allow_gaps)
+    lesions = _read_mask(args.lesion_mask, volume) if args.lesion_mask else None
+    case = preprocess(volume, PreprocessingParameters(window=args.window), lesion_mask=lesions)
+    _print_result(write_preprocessed(case, args.out), args.json)
+    return 0
+
+
+def _read_mask(path: Path, volume):
+    from ctscreen.errors import InputError
+    from ctscreen.imaging.readers import load_volume
+
+    mask = load_volume(path)
+    if mask.shape_zyx != volume.shape_zyx:
+        raise InputError(path, f"mask grid {mask.shape_zyx} differs from the image grid {volume.shape_zyx}")
+    return mask.hu > 0
+
+
+def cmd_deidentify(args) -> int:
+    from ctscreen.imaging.deidentify import deidentify_study, load_key
+
+    report = deidentify_study(
+        args.src, args.dst, load_key(args.key_file), overwrite=args.overwrite, keep_burned_in=args.keep_burned_in, progress=not args.json
+    )
+    result = report.to_dict()
+    if result.get("burned_in"):
+        action = "kept" if args.keep_burned_in else "withheld"
+        print(f"warning: {len(result['burned_in'])} image(s) flagged with burned-in annotation were {action}", file=sys.stderr)
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from ctscreen.imaging.synth import generate_dataset
+
+    manifest = generate_dataset(args.out, cases=args.cases, sites=args.sites, seed=args.seed, profile=args.profile)
+    print(f"wrote {args.cases} case(s) from {args.sites} site(s); manifest: {manifest}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ctscreen.demo import run_demo
+
+    summary = run_demo(args.out, cases=args.cases, sites=args.sites, seed=args.seed)
+    print(f"demo finished: summary in {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ctscreen.imaging.synth import PROFILES
+
+    parser = argparse.ArgumentParser(prog="ctscreen", description="AI-assisted COVID-19 screening on chest CT.")
+    parser.add_argument("--version", action="version", version=f"ctscreen {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def add(name, func, help_):
+        sub = verbs.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(func=func)
+        return sub
+
+    def gaps(sub):
+        sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
+
+    info = add("info", cmd_info, "Describe the CT volume read from a DICOM folder or a NIfTI/NRRD/MHA file.")
+    info.add_argument("path", type=Path)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    gaps(info)
+
+    lungs = add("lungs", cmd_lungs, "Extract the lung region and write it as a mask on the input grid.")
+    lungs.add_argument("path", type=Path)
+    lungs.add_argument("--out", type=Path, required=True, help="mask file to write (.nii.gz)")
+    lungs.add_argument("--json", action="store_true")
+    gaps(lungs)
+
+    prep = add("preprocess", cmd_preprocess, "Run the paper's preprocessing on one study and write the model-ready volumes.")
+    prep.add_argument("path", type=Path)
+    prep.add_argument("--out", type=Path, required=True, help="folder to write image, lung and lesion masks and parameters into")
+    prep.add_argument("--lesion-mask", type=Path, help="lesion mask on the input grid, carried along")
+    prep.add_argument("--window", default="lesion", choices=["lesion", "lung-region"])
+    prep.add_argument("--json", action="store_true")
+    gaps(prep)
+
+    deid = add("deidentify", cmd_deidentify, "Write a de-identified copy of a DICOM study (PS3.15 Basic Profile).")
+    deid.add_argument("src", type=Path)
+    deid.add_argument("dst", type=Path)
+    deid.add_argument("--key-file", type=Path, help="secret key for UIDs and pseudonyms (else $CTSCREEN_DEID_KEY)")
+    deid.add_argument("--overwrite", action="store_true", help="write into a non-empty DST, replacing it")
+    deid.add_argument("--keep-burned-in", action="store_true", help="copy images flagged with burned-in annotation (still reported)")
+    deid.add_argument("--json", action="store_true")
+
+    synth = add("synth", cmd_synth, "Write a synthetic multi-site chest CT dataset with masks and a manifest.")
+    synth.add_argument("out", type=Path)
+    synth.add_argument("--cases", type=int, default=10)
+    synth.add_argument("--sites", type=int, default=3)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--profile", default="small", choices=sorted(PROFILES))
+
+    demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.add_argument("--cases", type=int, default=12)
+    demo.add_argument("--sites", type=int, default=3)
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CTScreenError as exc:
+        print(f"ctscreen {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"ctscreen {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
