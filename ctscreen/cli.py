@@ -93,8 +93,6 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ctscreen.imaging.synth import PROFILES
-
     parser = argparse.ArgumentParser(prog="ctscreen", description="AI-assisted COVID-19 screening on chest CT.")
     parser.add_argument("--version", action="version", version=f"ctscreen {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -139,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--cases", type=int, default=10)
     synth.add_argument("--sites", type=int, default=3)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--profile", default="small", choices=sorted(PROFILES))
+    synth.add_argument("--profile", default="small", help="grid size: tiny, small (default) or full (512 x 512 clinical series)")
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -1,9 +1,11 @@
 """Classical lung-region extraction, the stand-in until a trained lung-region model ships.
 
 A plain air threshold cuts out exactly what screening needs: COVID-19 lesions sit against the
-pleura, so consolidation there is as dense as the chest wall and is lost. Each lung is therefore
-closed with a ball larger than such lesions and its holes filled, which restores juxta-pleural and
-subpleural lesions, vessels and nodules without bridging the mediastinum between the two lungs.
+pleura, so a subpleural consolidation is as dense as the chest wall and falls outside the mask.
+The lung surface against the chest wall is convex, so such a lesion shows as a dent in it: on each
+axial slice, the part of each lung's convex hull that the lung does not fill is restored where it
+lies on the outside of both lungs together (the chest-wall side), and left out where it lies
+between the lungs (heart, aorta, hilum, spine). Holes (vessels, nodules) are then filled.
 """
 
 from __future__ import annotations
@@ -12,22 +14,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 
 from ctscreen.errors import InputError
 from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
 
 WORKING_SPACING_ZYX = (2.5, 1.0, 1.0)
-_SLICEWISE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool)
+_IN_PLANE = np.zeros((3, 3, 3), bool)
+_IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
 class LungExtractionParameters:
     body_threshold_hu: float = -500.0  # soft tissue and bone vs air
     air_threshold_hu: float = -400.0  # aerated lung, emphysema and airways
-    closing_radius_mm: float = 15.0  # larger than the subpleural lesions to recover
     min_lung_ml: float = 20.0  # smaller air pockets are bowel gas or noise
     second_lung_ratio: float = 0.15  # a second component this large relative to the first is the other lung
+    airway_max_area_mm2: float = 600.0  # a small air section near the midline is the trachea or a main bronchus
+    airway_max_offset_mm: float = 30.0
+    pleural_edge_fraction: float = 0.5  # share of a dent's opening that must lie on the chest-wall side
 
 
 def extract_lungs(volume: CTVolume, params: LungExtractionParameters = LungExtractionParameters()) -> np.ndarray:
@@ -39,51 +45,96 @@ def extract_lungs(volume: CTVolume, params: LungExtractionParameters = LungExtra
 
 
 def lung_region(volume: CTVolume, params: LungExtractionParameters = LungExtractionParameters()) -> np.ndarray:
-    """Lung-region mask computed directly on ``volume``'s grid."""
-    hu = volume.hu
+    """Lung-region mask computed directly on ``volume``'s grid (best on an axial, LPS-oriented one)."""
     spacing = np.asarray(volume.spacing_zyx, float)
-    body = _body(hu > params.body_threshold_hu)
-    air, n = ndi.label((hu < params.air_threshold_hu) & body)
-    if n == 0:
-        raise InputError(volume.source or "volume", "no air inside the body: not a chest CT, or the HU values are not calibrated")
-    sizes_ml = ndi.sum_labels(np.ones_like(air, dtype=np.float32), air, index=np.arange(1, n + 1)) * float(np.prod(spacing)) / 1000
-    order = np.argsort(sizes_ml)[::-1]
-    if sizes_ml[order[0]] < params.min_lung_ml:
-        raise InputError(
-            volume.source or "volume",
-            f"no lung found: the largest air region inside the body is {sizes_ml[order[0]]:.1f} ml",
-        )
-    keep = [order[0]]
-    if n > 1 and sizes_ml[order[1]] >= params.second_lung_ratio * sizes_ml[order[0]]:
-        keep.append(order[1])
-    mask = np.zeros(hu.shape, bool)
-    for index in keep:
-        mask |= _closed_component(air == index + 1, spacing, params.closing_radius_mm)
+    body = _body(volume.hu > params.body_threshold_hu)
+    air = _lung_air(volume, body, params)
+    pixel_mm2 = spacing[1] * spacing[2]
+    mask = np.zeros_like(air)
+    for z in np.flatnonzero(air.any(axis=(1, 2))):
+        mask[z] = _slice_lung_region(air[z], body[z], pixel_mm2, spacing[2], params)
+    mask = ndi.binary_fill_holes(mask)
+    mask = ndi.binary_fill_holes(mask, structure=_IN_PLANE)
     return (mask & body).astype(np.uint8)
 
 
 def _body(dense: np.ndarray) -> np.ndarray:
     """The patient's body with its inner air filled in, apart from the table and outside air."""
-    opened = ndi.binary_opening(dense, structure=_SLICEWISE, iterations=2)
+    opened = ndi.binary_opening(dense, structure=_IN_PLANE, iterations=2)
     labels, n = ndi.label(opened)
     if n == 0:
         return np.zeros_like(dense)
     largest = 1 + int(np.argmax(ndi.sum_labels(opened, labels, index=np.arange(1, n + 1))))
-    return ndi.binary_fill_holes(labels == largest, structure=_SLICEWISE)
+    return ndi.binary_fill_holes(labels == largest, structure=_IN_PLANE)
 
 
-def _closed_component(component: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Morphological closing with a ball of ``radius_mm`` (exact, by distance transform), then hole filling."""
-    pad = np.ceil(radius_mm / spacing).astype(int) + 1
-    coords = np.argwhere(component)
-    lo = np.maximum(coords.min(0) - pad, 0)
-    hi = np.minimum(coords.max(0) + pad + 1, component.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    sub = np.pad(component[box], [(p, p) for p in pad])
-    dilated = ndi.distance_transform_edt(~sub, sampling=spacing) <= radius_mm
-    closed = ndi.distance_transform_edt(dilated, sampling=spacing) > radius_mm
-    closed = ndi.binary_fill_holes(closed | sub)
-    closed = ndi.binary_fill_holes(closed, structure=_SLICEWISE)
-    out = np.zeros_like(component)
-    out[box] = closed[tuple(slice(p, p + (b - a)) for p, a, b in zip(pad, lo, hi))]
-    return out
+def _lung_air(volume: CTVolume, body: np.ndarray, params: LungExtractionParameters) -> np.ndarray:
+    """The one or two largest air regions inside the body: the lungs with their airways."""
+    labels, n = ndi.label((volume.hu < params.air_threshold_hu) & body)
+    source = volume.source or "volume"
+    if n == 0:
+        raise InputError(source, "no air inside the body: not a chest CT, or the HU values are not calibrated")
+    sizes_ml = np.bincount(labels.ravel(), minlength=n + 1)[1:] * volume.voxel_volume_ml
+    order = np.argsort(sizes_ml)[::-1]
+    if sizes_ml[order[0]] < params.min_lung_ml:
+        raise InputError(source, f"no lung found: the largest air region inside the body is {sizes_ml[order[0]]:.1f} ml")
+    keep = [order[0] + 1]
+    if n > 1 and sizes_ml[order[1]] >= params.second_lung_ratio * sizes_ml[order[0]]:
+        keep.append(order[1] + 1)
+    return np.isin(labels, keep)
+
+
+def _slice_lung_region(air: np.ndarray, body: np.ndarray, pixel_mm2: float, pixel_mm: float, params: LungExtractionParameters) -> np.ndarray:
+    midline = float(np.argwhere(body)[:, 1].mean())
+    labels, n = ndi.label(air)
+    lung = np.zeros_like(air)
+    for index, piece in enumerate(ndi.find_objects(labels), start=1):
+        component = labels[piece] == index
+        centre_x = piece[1].start + float(np.argwhere(component)[:, 1].mean())
+        is_airway = component.sum() * pixel_mm2 <= params.airway_max_area_mm2 and abs(centre_x - midline) * pixel_mm <= params.airway_max_offset_mm
+        if not is_airway:
+            lung[piece] |= component
+    if not lung.any():
+        return lung
+    both_hull_edge = _edge(_convex_hull(lung))
+    region = lung.copy()
+    columns = np.arange(lung.shape[1])[None, :]
+    for side in (lung & (columns < midline), lung & (columns >= midline)):
+        if side.any():
+            region |= _pleural_dents(side, both_hull_edge, params.pleural_edge_fraction)
+    return region
+
+
+def _pleural_dents(side: np.ndarray, both_hull_edge: np.ndarray, edge_fraction: float) -> np.ndarray:
+    """Parts of one lung's hull it does not fill whose opening lies on the outer hull of both lungs."""
+    hull = _convex_hull(side)
+    hull_edge = _edge(hull)
+    outer_edge = ndi.binary_dilation(both_hull_edge, iterations=2)
+    dents, n = ndi.label(hull & ~side)
+    accepted = np.zeros_like(side)
+    for index in range(1, n + 1):
+        dent = dents == index
+        opening = dent & hull_edge
+        if opening.any() and (opening & outer_edge).sum() >= edge_fraction * opening.sum():
+            accepted |= dent
+    return accepted
+
+
+def _edge(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndi.binary_erosion(mask, border_value=0)
+
+
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    """The filled 2D convex hull of a mask's pixels (the pixel itself when too few to span an area)."""
+    points = np.argwhere(mask)
+    lo, hi = points.min(0), points.max(0) + 1
+    try:
+        hull = ConvexHull(points)
+    except QhullError:
+        return mask.copy()
+    rows, cols = np.mgrid[lo[0] : hi[0], lo[1] : hi[1]]
+    grid = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(float)
+    inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 0.5, axis=1)
+    out = np.zeros_like(mask)
+    out[lo[0] : hi[0], lo[1] : hi[1]] = inside.reshape(rows.shape)
+    return out | mask

@@ -1,0 +1,70 @@
+"""Classical lung extraction keeps pleural lesions, nodules and vessels inside the lung region."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import SimpleITK as sitk
+
+from ctscreen.cli import main
+from ctscreen.imaging.lungs import extract_lungs
+from ctscreen.imaging.readers import load_volume
+from tests.imaging.chest_phantom import chest_phantom
+
+
+def _dice(a, b):
+    a, b = a.astype(bool), b.astype(bool)
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_juxta_pleural_lesion_stays_inside_the_lung_region():
+    volume, lungs, lesion = chest_phantom()
+    plain_threshold = volume.hu < -400
+    assert (plain_threshold[lesion]).mean() < 0.05  # what a threshold would lose
+    mask = extract_lungs(volume).astype(bool)
+    assert mask[lesion].mean() > 0.95
+    assert _dice(mask, lungs) > 0.97
+
+
+def test_mediastinum_between_the_lungs_is_not_bridged():
+    volume, lungs, _ = chest_phantom()
+    mask = extract_lungs(volume).astype(bool)
+    gap = np.zeros_like(mask)
+    gap[:, :, 125:135] = True  # midline between the two lungs
+    assert not (mask & gap).any()
+
+
+def test_real_chest_ct_nodule_is_inside_the_lungs(real_chest_ct, real_nodule_label):
+    volume = load_volume(real_chest_ct)
+    mask = extract_lungs(volume)
+    nodule = sitk.GetArrayFromImage(sitk.ReadImage(str(real_nodule_label))) > 0
+    assert mask.shape == volume.shape_zyx
+    assert mask[nodule].all()
+    lung_ml = mask.sum() * volume.voxel_volume_ml
+    assert 1500 < lung_ml < 5000  # upper thorax of an adult
+    # both lungs, on both sides of the midline
+    xs = np.argwhere(mask)[:, 2]
+    assert (xs < 200).any() and (xs > 312).any()
+
+
+def test_lungs_cli_writes_mask_on_input_grid(tmp_path, real_chest_ct, capsys):
+    out = tmp_path / "lungs.nii.gz"
+    assert main(["lungs", str(real_chest_ct), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mask"] == str(out)
+    written = sitk.ReadImage(str(out))
+    source = sitk.ReadImage(str(real_chest_ct))
+    assert written.GetSize() == source.GetSize()
+    np.testing.assert_allclose(written.GetSpacing(), source.GetSpacing())
+    np.testing.assert_allclose(written.GetOrigin(), source.GetOrigin())
+    volume_ml = sitk.GetArrayFromImage(written).sum() * np.prod(written.GetSpacing()) / 1000
+    assert result["lung_volume_ml"] == round(volume_ml, 1)
+
+
+def test_no_lungs_is_a_clear_error(tmp_path, capsys):
+    image = sitk.GetImageFromArray(np.full((10, 64, 64), 40, np.int16))
+    sitk.WriteImage(image, str(tmp_path / "soft_tissue.nrrd"))
+    assert main(["lungs", str(tmp_path / "soft_tissue.nrrd"), "--out", str(tmp_path / "m.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "soft_tissue.nrrd" in err[0] and "no air inside the body" in err[0]
