@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ctscreen.errors import InputError
 from ctscreen.imaging.readers import Reader, register_reader
@@ -74,7 +75,7 @@ def read_dicom_series(path: Path, allow_gaps: bool = False) -> CTVolume:
     if not files:
         raise InputError(folder, "empty folder: no files to read")
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # overlaps disk reads; parsing holds the GIL
         datasets = list(pool.map(_read_file, files))
 
     warnings: list[str] = []
@@ -208,7 +209,31 @@ def _tilt_degrees(slices: list[_Slice], normal: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(across, abs(along)))) if along else 0.0
 
 
+_NATIVE_SYNTAXES = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+
+
+def _native_frame(ds: pydicom.Dataset) -> np.ndarray | None:
+    """Uncompressed 16-bit frames read straight from the buffer: pydicom's decoder costs more than the disk."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if (
+        ds.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES
+        or int(ds.get("BitsAllocated", 0)) != 16
+        or int(ds.get("SamplesPerPixel", 1)) != 1
+        or len(ds.PixelData) != rows * cols * 2
+    ):
+        return None
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    frame = np.frombuffer(ds.PixelData, dtype="<i2" if signed else "<u2").reshape(rows, cols)
+    shift = 16 - int(ds.get("BitsStored", 16))
+    if signed and shift:
+        frame = (frame << shift) >> shift  # sign-extend the stored bits
+    return frame
+
+
 def _decode(s: _Slice) -> np.ndarray:
+    native = _native_frame(s.ds)
+    if native is not None:
+        return native
     try:
         pixels = s.ds.pixel_array
     except Exception as exc:
@@ -221,18 +246,26 @@ def _decode(s: _Slice) -> np.ndarray:
 
 
 def _stack_pixels(slices: list[_Slice]) -> np.ndarray:
+    """HU per slice; int16 when every rescale is an integer shift that fits, else float32."""
     slopes = np.array([float(s.ds.get("RescaleSlope", 1) or 1) for s in slices])
     intercepts = np.array([float(s.ds.get("RescaleIntercept", 0) or 0) for s in slices])
-    integral = np.all(slopes == 1) and np.all(intercepts == np.round(intercepts))
+    integral = bool(np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)))
     rows, cols = int(slices[0].ds.Rows), int(slices[0].ds.Columns)
-    out = np.empty((len(slices), rows, cols), dtype=np.float32)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    out = np.empty((len(slices), rows, cols), dtype=np.int16 if integral else np.float32)
+    compressed = slices[0].ds.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES
+    with ThreadPoolExecutor(max_workers=4 if compressed else 1) as pool:  # codecs release the GIL, buffer reads don't need threads
         for k, pixels in enumerate(pool.map(_decode, slices)):
-            np.multiply(pixels, slopes[k], out=out[k], casting="unsafe")
-            out[k] += intercepts[k]
-    if integral and out.min() >= -32768 and out.max() <= 32767:
-        return out.astype(np.int16)
+            if integral and not (-32768 <= int(pixels.min()) + intercepts[k] and int(pixels.max()) + intercepts[k] <= 32767):
+                return _stack_pixels_float(slices, slopes, intercepts)
+            np.add(pixels, np.int32(intercepts[k]) if integral else np.int32(0), out=out[k], casting="unsafe")
+            if not integral:
+                out[k] *= slopes[k]
+                out[k] += intercepts[k]
     return out
+
+
+def _stack_pixels_float(slices: list[_Slice], slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    return np.stack([_decode(s) * np.float32(m) + np.float32(b) for s, m, b in zip(slices, slopes, intercepts)]).astype(np.float32)
 
 
 def _uniform_z(positions: np.ndarray, hu: np.ndarray, folder: Path, slices: list[_Slice], allow_gaps: bool):
