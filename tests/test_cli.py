@@ -1,0 +1,70 @@
+"""The CLI as a user meets it: a real subprocess, JSON on stdout, one clear line and exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctscreen.imaging.dicom_writer import SeriesDescription, write_ct_series
+
+INFO_KEYS = {
+    "shape_zyx", "spacing_zyx", "origin", "hu_min", "hu_max", "hu_mean", "modality", "manufacturer", "model",
+    "slice_thickness", "series_instance_uid", "transfer_syntax", "n_files_used", "n_files_skipped", "warnings",
+}
+
+
+def ctscreen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_info_json_describes_a_dicom_series(tmp_path, phantom_hu):
+    description = SeriesDescription(manufacturer="GE MEDICAL SYSTEMS", model="LightSpeed VCT", slice_thickness=1.25)
+    write_ct_series(phantom_hu, (1.25, 0.7, 0.7), tmp_path / "s", description=description, transfer_syntax="rle")
+    result = ctscreen("info", str(tmp_path / "s"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert INFO_KEYS <= set(info)
+    assert info["shape_zyx"] == list(phantom_hu.shape)
+    assert info["spacing_zyx"] == [1.25, 0.7, 0.7]
+    assert info["manufacturer"] == "GE MEDICAL SYSTEMS" and info["model"] == "LightSpeed VCT"
+    assert info["transfer_syntax"] == "RLE Lossless"
+    assert info["series_instance_uid"] == description.series_instance_uid
+    assert info["hu_min"] == float(np.rint(phantom_hu).min())
+    assert info["n_files_used"] == phantom_hu.shape[0] and info["n_files_skipped"] == 0
+
+
+def test_info_json_on_real_jpeg2000_series(real_j2k_series):
+    result = ctscreen("info", str(real_j2k_series), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["shape_zyx"] == [20, 512, 512] and info["modality"] == "CT"
+    assert info["transfer_syntax"] == "JPEG 2000 Image Compression (Lossless Only)"
+
+
+@pytest.mark.parametrize(
+    "make_input, expected",
+    [
+        pytest.param(lambda d: d / "missing", "no such file", id="missing"),
+        pytest.param(lambda d: (d / "empty").mkdir() or d / "empty", "empty folder", id="empty-folder"),
+        pytest.param(lambda d: (d / "x.txt").write_text("hi") and d / "x.txt", "not a DICOM file", id="not-dicom"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, make_input, expected):
+    path = make_input(tmp_path)
+    result = ctscreen("info", str(path), "--json")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and expected in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_every_verb_has_help():
+    for verb in ["info", "lungs", "preprocess", "deidentify", "synth", "demo"]:
+        result = ctscreen(verb, "--help")
+        assert result.returncode == 0 and verb in result.stdout
