@@ -83,9 +83,12 @@ def test_picks_axial_ct_series_with_most_slices_and_skips_the_rest(tmp_path, pha
     scout = write_ct_series(phantom_hu[:1], SPACING, folder / "scout")[0]
     _edit(scout, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     (folder / "notes.txt").write_text("not dicom")
-    report = pydicom.dcmread(scout)
-    del report.PixelData
-    report.SOPInstanceUID = pydicom.uid.generate_uid()
+    report = pydicom.dcmread(scout)  # a structured report: same study, no pixels
+    for keyword in ("PixelData", "Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient"):
+        delattr(report, keyword)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = pydicom.uid.BasicTextSRStorage
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    report.Modality = "SR"
     report.save_as(folder / "report.dcm")
     volume = load_volume(folder)
     big_uid = pydicom.dcmread(next((folder / "a").iterdir())).SeriesInstanceUID

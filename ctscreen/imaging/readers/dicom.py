@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ctscreen.errors import InputError
+from ctscreen.imaging.dicom_files import is_dicom_file, list_files, read_dicom_file
 from ctscreen.imaging.readers import Reader, register_reader
 from ctscreen.imaging.volume import CTVolume, SeriesMetadata
 
@@ -37,23 +37,7 @@ class _Slice:
 def accepts(path: Path) -> bool:
     if path.is_dir():
         return True
-    return path.is_file() and _is_dicom_file(path)
-
-
-def _is_dicom_file(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _read_file(path: Path) -> pydicom.Dataset | None | Exception:
-    """The dataset; None when the file is not DICOM; the exception when it is DICOM but broken."""
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError:
-        return None
-    except Exception as exc:  # pydicom raises many types on truncated or corrupt files
-        return exc
+    return path.is_file() and is_dicom_file(path)
 
 
 def _is_image(ds: pydicom.Dataset) -> bool:
@@ -71,20 +55,15 @@ def _normal(orientation: np.ndarray) -> np.ndarray:
 
 def read_dicom_series(path: Path, allow_gaps: bool = False) -> CTVolume:
     folder = path if path.is_dir() else path.parent
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    if not files:
-        raise InputError(folder, "empty folder: no files to read")
-
+    files = list_files(folder)
     with ThreadPoolExecutor(max_workers=2) as pool:  # overlaps disk reads; parsing holds the GIL
-        datasets = list(pool.map(_read_file, files))
+        datasets = list(pool.map(read_dicom_file, files))
 
     warnings: list[str] = []
     skipped: list[str] = []
     candidates: dict[str, list[_Slice]] = defaultdict(list)
     modalities: set[str] = set()
     for file, ds in zip(files, datasets):
-        if isinstance(ds, Exception):
-            raise InputError(file, f"truncated or corrupt DICOM file ({type(ds).__name__}: {ds})")
         if ds is None:
             skipped.append(f"{file.name}: not DICOM")
             continue
