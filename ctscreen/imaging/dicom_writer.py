@@ -39,7 +39,8 @@ RESCALE_INTERCEPT = -1024.0
 class SeriesDescription:
     """What a scanner writes around the pixels: patient, study, series and equipment attributes.
 
-    ``attributes`` holds any further DICOM keywords (PHI included) copied into every slice.
+    ``attributes`` holds any further DICOM keywords (PHI included) copied into every slice, and
+    ``private`` vendor-style private elements as (group, creator, element, VR, value).
     """
 
     study_instance_uid: str = field(default_factory=generate_uid)
@@ -52,6 +53,7 @@ class SeriesDescription:
     series_number: int = 1
     acquired: datetime = field(default_factory=lambda: datetime(2020, 2, 1, 10, 0, 0))
     attributes: dict = field(default_factory=dict)
+    private: tuple[tuple[int, str, int, str, object], ...] = ()
 
 
 def write_ct_series(
@@ -63,7 +65,11 @@ def write_ct_series(
     transfer_syntax: str = "explicit",
     lossy_ratio: int = 10,
 ) -> list[Path]:
-    """One file per axial slice, feet-to-head, with ImagePositionPatient on an identity orientation."""
+    """One file per axial slice, feet-to-head, with ImagePositionPatient on an identity orientation.
+
+    SOP instance UIDs derive from the series UID and the slice index, so the same description
+    writes byte-identical files (a data-versioning tool sees no change).
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputError(out_dir, "folder is not empty; refusing to mix two series")
@@ -84,7 +90,7 @@ def write_ct_series(
     for k in range(nz):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[d.series_instance_uid, str(k)])
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds = pydicom.Dataset()
@@ -123,6 +129,8 @@ def write_ct_series(
         ds.BurnedInAnnotation = "NO"
         for keyword, value in d.attributes.items():
             setattr(ds, keyword, value)
+        for group, creator, element, vr, value in d.private:
+            ds.private_block(group, creator, create=True).add_new(element, vr, value)
         ds.PixelData = stored[k].tobytes()
         if syntax.is_compressed:
             kwargs = {"j2k_cr": [lossy_ratio]} if syntax == JPEG2000 else {}

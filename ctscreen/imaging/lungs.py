@@ -5,7 +5,9 @@ pleura, so a subpleural consolidation is as dense as the chest wall and falls ou
 The lung surface against the chest wall is convex, so such a lesion shows as a dent in it: on each
 axial slice, the part of each lung's convex hull that the lung does not fill is restored where it
 lies on the outside of both lungs together (the chest-wall side), and left out where it lies
-between the lungs (heart, aorta, hilum, spine). Holes (vessels, nodules) are then filled.
+between the lungs (heart, aorta, hilum, spine). Each lung is also closed with a small disc, so a
+lesion against the hilum, reached only through a narrow inlet, becomes a hole; holes (vessels,
+nodules, such lesions) are then filled.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class LungExtractionParameters:
     airway_max_area_mm2: float = 600.0  # a small air section near the midline is the trachea or a main bronchus
     airway_max_offset_mm: float = 30.0
     pleural_edge_fraction: float = 0.5  # share of a dent's opening that must lie on the chest-wall side
+    medial_cone_deg: float = 60.0  # dents within this angle of the midline direction face the mediastinum
+    max_dent_ratio: float = 0.6  # a larger dent is the heart or liver inside a crescent of lung base
+    closing_radius_mm: float = 10.0  # pockets inside a lung with an opening narrower than this are lesions
 
 
 def extract_lungs(volume: CTVolume, params: LungExtractionParameters = LungExtractionParameters()) -> np.ndarray:
@@ -50,9 +55,13 @@ def lung_region(volume: CTVolume, params: LungExtractionParameters = LungExtract
     body = _body(volume.hu > params.body_threshold_hu)
     air = _lung_air(volume, body, params)
     pixel_mm2 = spacing[1] * spacing[2]
+    box = _bounding_box(air, margin=3)
+    air_box, body_box = air[box], body[box]
+    midlines = _midlines(body)
     mask = np.zeros_like(air)
-    for z in np.flatnonzero(air.any(axis=(1, 2))):
-        mask[z] = _slice_lung_region(air[z], body[z], pixel_mm2, spacing[2], params)
+    for z in np.flatnonzero(air_box.any(axis=(1, 2))):
+        midline = midlines[box[0].start + z] - box[2].start
+        mask[box][z] = _slice_lung_region(air_box[z], midline, pixel_mm2, spacing[2], params)
     mask = ndi.binary_fill_holes(mask)
     mask = ndi.binary_fill_holes(mask, structure=_IN_PLANE)
     return (mask & body).astype(np.uint8)
@@ -64,8 +73,22 @@ def _body(dense: np.ndarray) -> np.ndarray:
     labels, n = ndi.label(opened)
     if n == 0:
         return np.zeros_like(dense)
-    largest = 1 + int(np.argmax(ndi.sum_labels(opened, labels, index=np.arange(1, n + 1))))
+    largest = 1 + int(np.argmax(np.bincount(labels.ravel(), minlength=n + 1)[1:]))
     return ndi.binary_fill_holes(labels == largest, structure=_IN_PLANE)
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    coords = np.argwhere(mask)
+    lo = np.maximum(coords.min(0) - margin, 0)
+    hi = np.minimum(coords.max(0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _midlines(body: np.ndarray) -> np.ndarray:
+    """Per slice, the body's mean column: the patient's left-right midline."""
+    columns = body.sum(axis=1)  # (z, x)
+    counts = np.maximum(columns.sum(axis=1), 1)
+    return (columns * np.arange(body.shape[2])).sum(axis=1) / counts
 
 
 def _lung_air(volume: CTVolume, body: np.ndarray, params: LungExtractionParameters) -> np.ndarray:
@@ -84,8 +107,7 @@ def _lung_air(volume: CTVolume, body: np.ndarray, params: LungExtractionParamete
     return np.isin(labels, keep)
 
 
-def _slice_lung_region(air: np.ndarray, body: np.ndarray, pixel_mm2: float, pixel_mm: float, params: LungExtractionParameters) -> np.ndarray:
-    midline = float(np.argwhere(body)[:, 1].mean())
+def _slice_lung_region(air: np.ndarray, midline: float, pixel_mm2: float, pixel_mm: float, params: LungExtractionParameters) -> np.ndarray:
     labels, n = ndi.label(air)
     lung = np.zeros_like(air)
     for index, piece in enumerate(ndi.find_objects(labels), start=1):
@@ -99,25 +121,50 @@ def _slice_lung_region(air: np.ndarray, body: np.ndarray, pixel_mm2: float, pixe
     both_hull_edge = _edge(_convex_hull(lung))
     region = lung.copy()
     columns = np.arange(lung.shape[1])[None, :]
-    for side in (lung & (columns < midline), lung & (columns >= midline)):
+    for side, medial_sign in ((lung & (columns < midline), 1), (lung & (columns >= midline), -1)):
         if side.any():
-            region |= _pleural_dents(side, both_hull_edge, params.pleural_edge_fraction)
+            region |= _pleural_dents(side, both_hull_edge, medial_sign, params)
+            region |= _closing(side, params.closing_radius_mm / pixel_mm)
     return region
 
 
-def _pleural_dents(side: np.ndarray, both_hull_edge: np.ndarray, edge_fraction: float) -> np.ndarray:
-    """Parts of one lung's hull it does not fill whose opening lies on the outer hull of both lungs."""
+def _pleural_dents(side: np.ndarray, both_hull_edge: np.ndarray, medial_sign: int, params: LungExtractionParameters) -> np.ndarray:
+    """Parts of one lung's hull it does not fill that face the chest wall rather than the mediastinum.
+
+    A dent faces the chest wall when its opening lies on the outer hull of both lungs, or when it
+    sits away from the midline as seen from the lung's centre (a posterior consolidation beside
+    the spine) and is smaller than the lung around it; the heart, aorta and hilum sit towards the
+    midline, and the heart or liver inside a crescent of lung base is larger than the crescent.
+    """
     hull = _convex_hull(side)
     hull_edge = _edge(hull)
     outer_edge = ndi.binary_dilation(both_hull_edge, iterations=2)
     dents, n = ndi.label(hull & ~side)
-    accepted = np.zeros_like(side)
-    for index in range(1, n + 1):
-        dent = dents == index
-        opening = dent & hull_edge
-        if opening.any() and (opening & outer_edge).sum() >= edge_fraction * opening.sum():
-            accepted |= dent
-    return accepted
+    if n == 0:
+        return np.zeros_like(side)
+    opening = np.bincount(dents[hull_edge], minlength=n + 1)
+    on_outer = np.bincount(dents[hull_edge & outer_edge], minlength=n + 1)
+    rows, cols = np.nonzero(dents)
+    labels = dents[rows, cols]
+    size = np.maximum(np.bincount(labels, minlength=n + 1), 1)
+    centre_y, centre_x = np.argwhere(side).mean(axis=0)
+    dy = np.bincount(labels, rows, minlength=n + 1) / size - centre_y
+    dx = np.bincount(labels, cols, minlength=n + 1) / size - centre_x
+    medial_cosine = medial_sign * dx / np.maximum(np.hypot(dy, dx), 1e-6)
+    away_from_midline = (medial_cosine < np.cos(np.radians(params.medial_cone_deg))) & (size <= params.max_dent_ratio * side.sum())
+    faces_wall = (on_outer >= params.pleural_edge_fraction * opening) | away_from_midline
+    keep = np.flatnonzero((opening > 0) & faces_wall)
+    keep = keep[keep > 0]
+    return np.isin(dents, keep) if keep.size else np.zeros_like(side)
+
+
+def _closing(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Exact Euclidean closing with a disc: narrow inlets (a lesion against the hilum) close into holes."""
+    pad = int(np.ceil(radius_px)) + 1
+    padded = np.pad(mask, pad)
+    dilated = ndi.distance_transform_edt(~padded) <= radius_px
+    closed = ndi.distance_transform_edt(dilated) > radius_px
+    return closed[pad:-pad, pad:-pad]
 
 
 def _edge(mask: np.ndarray) -> np.ndarray:

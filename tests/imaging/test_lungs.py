@@ -68,3 +68,23 @@ def test_no_lungs_is_a_clear_error(tmp_path, capsys):
     assert main(["lungs", str(tmp_path / "soft_tissue.nrrd"), "--out", str(tmp_path / "m.nii.gz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "soft_tissue.nrrd" in err[0] and "no air inside the body" in err[0]
+
+
+def test_synthetic_covid_case_keeps_subpleural_lesions():
+    from ctscreen.evaluation.metrics import dice
+    from ctscreen.imaging.resample import resample_mask, resample_volume
+    from ctscreen.imaging.synth import case_grid, choose_sites, make_case, render_case
+    from ctscreen.imaging.volume import CTVolume
+
+    sites = choose_sites(0, 3)
+    spec = next(s for s in (make_case(0, i, sites) for i in range(20)) if s.subtype == "covid")
+    grid = case_grid(spec, "small")
+    rendered = render_case(spec, grid)
+    volume = CTVolume(rendered.hu, grid.spacing_zyx, grid.origin_xyz)
+    working = resample_volume(volume, (2.5, 1.0, 1.0))
+    found = extract_lungs(working).astype(bool)
+    lungs = resample_mask(rendered.lung_mask, volume, (2.5, 1.0, 1.0)).astype(bool)
+    lesions = resample_mask(rendered.lesion_mask, volume, (2.5, 1.0, 1.0)).astype(bool)
+    assert lesions.sum() > 1000
+    assert found[lesions].mean() > 0.9
+    assert dice(found, lungs) > 0.93

@@ -1,0 +1,125 @@
+"""``make demo``: the platform's main job end to end on synthetic multi-site data.
+
+Generate a synthetic multi-site dataset, de-identify every study as an edge site would, load and
+preprocess each case with the paper's steps, and write a summary with pictures of a few cases.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ctscreen.errors import OutputError
+from ctscreen.evaluation.metrics import dice
+from ctscreen.imaging.deidentify import deidentify_study
+from ctscreen.imaging.preprocess import PreprocessedCase, preprocess
+from ctscreen.imaging.readers import load_volume
+from ctscreen.imaging.resample import resample_mask
+from ctscreen.imaging.synth import generate_dataset
+from ctscreen.manifest import read_manifest
+
+
+def run_demo(out: Path, cases: int = 12, sites: int = 3, seed: int = 0) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise OutputError(out, "demo output folder is not empty; remove it or pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = generate_dataset(out / "synthetic", cases=cases, sites=sites, seed=seed)
+    key_file = out / "deidentification.key"
+    key_file.write_bytes(secrets.token_bytes(32))
+    key_file.chmod(0o600)
+
+    rows, shown = [], {}
+    for case in tqdm(read_manifest(manifest_path), desc="de-identify + preprocess", unit="case"):
+        study = out / "deidentified" / case["case_id"]
+        report = deidentify_study(Path(case["image"]), study, key_file.read_bytes(), progress=False)
+        volume = load_volume(study)
+        truth_lungs = load_volume(case["lung_mask"]).hu > 0
+        truth_lesions = load_volume(case["lesion_mask"]).hu > 0
+        prepared = preprocess(volume, lesion_mask=truth_lesions)
+        rows.append(_case_row(case, report.to_dict(), volume, prepared, truth_lungs, truth_lesions))
+        shown.setdefault(case["subtype"], (case["case_id"], prepared))
+
+    summary = _summarise(rows)
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
+    (out / "summary.md").write_text(_markdown(summary, rows))
+    _plot_cases(shown, out / "preprocessed_cases.png")
+    return out / "summary.md"
+
+
+def _case_row(case, deid, volume, prepared: PreprocessedCase, truth_lungs, truth_lesions) -> dict:
+    found_lungs = prepared.uncrop(prepared.lung_mask)
+    truth_on_grid = resample_mask(truth_lungs, volume, prepared.parameters.spacing_zyx).astype(bool)
+    lesion_voxels = int(prepared.lesion_mask.sum())
+    return {
+        "case_id": case["case_id"],
+        "site": case["site"],
+        "scanner": case["scanner"],
+        "subtype": case["subtype"],
+        "label": case["label"],
+        "input_shape_zyx": list(volume.shape_zyx),
+        "input_spacing_zyx": [round(s, 3) for s in volume.spacing_zyx],
+        "files_deidentified": deid["n_written"],
+        "preprocessed_shape_zyx": list(prepared.image.shape),
+        "lung_volume_ml": round(float(found_lungs.sum()) * np.prod(prepared.parameters.spacing_zyx) / 1000, 1),
+        "lung_dice_vs_truth": round(dice(found_lungs.astype(bool), truth_on_grid), 4),
+        "lesion_volume_ml": round(lesion_voxels * float(np.prod(prepared.parameters.spacing_zyx)) / 1000, 2),
+        "lesion_inside_lung_region": round(float(prepared.lung_mask[prepared.lesion_mask > 0].mean()), 4) if lesion_voxels else None,
+    }
+
+
+def _summarise(rows: list[dict]) -> dict:
+    with_lesions = [r["lesion_inside_lung_region"] for r in rows if r["lesion_inside_lung_region"] is not None]
+    return {
+        "cases": len(rows),
+        "sites": sorted({r["site"] for r in rows}),
+        "scanners": sorted({r["scanner"] for r in rows}),
+        "subtypes": {s: sum(r["subtype"] == s for r in rows) for s in sorted({r["subtype"] for r in rows})},
+        "mean_lung_dice_vs_truth": round(float(np.mean([r["lung_dice_vs_truth"] for r in rows])), 4),
+        "mean_lesion_inside_lung_region": round(float(np.mean(with_lesions)), 4) if with_lesions else None,
+        "input_slice_spacings_mm": sorted({r["input_spacing_zyx"][0] for r in rows}),
+    }
+
+
+def _markdown(summary: dict, rows: list[dict]) -> str:
+    lines = [
+        "# ctscreen demo: synthetic multi-site CT, de-identified and preprocessed",
+        "",
+        f"- cases: {summary['cases']} from sites {', '.join(summary['sites'])}",
+        f"- scanners: {', '.join(summary['scanners'])}",
+        f"- input slice spacings (mm): {summary['input_slice_spacings_mm']}",
+        f"- classical lung extraction, mean Dice against the synthetic truth: {summary['mean_lung_dice_vs_truth']}",
+        f"- share of lesion voxels kept inside the extracted lung region: {summary['mean_lesion_inside_lung_region']}",
+        "- picture: `preprocessed_cases.png` (one case per subtype, lung region in green, lesions in red)",
+        "",
+    ]
+    columns = list(rows[0])
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_cases(shown: dict[str, tuple[str, PreprocessedCase]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4.4), squeeze=False)
+    for ax, (subtype, (case_id, prepared)) in zip(axes[0], sorted(shown.items())):
+        burden = prepared.lesion_mask.sum(axis=(1, 2)) if prepared.lesion_mask is not None else None
+        z = int(np.argmax(burden)) if burden is not None and burden.any() else prepared.image.shape[0] // 2
+        ax.imshow(prepared.image[z], cmap="gray", vmin=0, vmax=1)
+        ax.contour(prepared.lung_mask[z], levels=[0.5], colors="lime", linewidths=0.8)
+        if prepared.lesion_mask is not None and prepared.lesion_mask[z].any():
+            ax.contour(prepared.lesion_mask[z], levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(f"{case_id}: {subtype}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Preprocessed (1 x 1 x 2.5 mm, window [-1024, 350], lung crop)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
