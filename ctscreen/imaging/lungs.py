@@ -55,7 +55,7 @@ def lung_region(volume: CTVolume, params: LungExtractionParameters = LungExtract
     body = _body(volume.hu > params.body_threshold_hu)
     air = _lung_air(volume, body, params)
     pixel_mm2 = spacing[1] * spacing[2]
-    box = _bounding_box(air, margin=3)
+    box = bounding_box(air, margin=3)
     air_box, body_box = air[box], body[box]
     midlines = _midlines(body)
     mask = np.zeros_like(air)
@@ -77,10 +77,11 @@ def _body(dense: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(labels == largest, structure=_IN_PLANE)
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+def bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:
+    """The smallest box around a mask's voxels, grown by ``margin`` voxels (per axis) within the array."""
     coords = np.argwhere(mask)
-    lo = np.maximum(coords.min(0) - margin, 0)
-    hi = np.minimum(coords.max(0) + margin + 1, mask.shape)
+    lo = np.maximum(coords.min(0) - np.asarray(margin), 0)
+    hi = np.minimum(coords.max(0) + np.asarray(margin) + 1, mask.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from ctscreen.imaging.lungs import LungExtractionParameters, lung_region
+from ctscreen.imaging.lungs import LungExtractionParameters, bounding_box, lung_region
 from ctscreen.imaging.resample import resample_mask, resample_volume
 from ctscreen.imaging.volume import CTVolume, write_mask
 
@@ -89,11 +89,7 @@ def apply_window(hu: np.ndarray, window: str | tuple[float, float]) -> np.ndarra
 
 
 def lung_bounding_box(lung_mask: np.ndarray, spacing_zyx, margin_mm) -> tuple[slice, slice, slice]:
-    coords = np.argwhere(lung_mask)
-    margin = np.ceil(np.asarray(margin_mm) / np.asarray(spacing_zyx)).astype(int)
-    lo = np.maximum(coords.min(0) - margin, 0)
-    hi = np.minimum(coords.max(0) + margin + 1, lung_mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return bounding_box(lung_mask, np.ceil(np.asarray(margin_mm) / np.asarray(spacing_zyx)).astype(int))
 
 
 def preprocess(
