@@ -1,0 +1,109 @@
+"""Screening metrics: ROC, AUC with a bootstrap confidence interval, and operating points.
+
+The operating threshold is chosen on validation data (the threshold that reaches a target
+sensitivity) and then applied unchanged to test data, so test figures are not tuned on the test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    threshold: float
+    sensitivity: float | None  # None when there is no positive case to find
+    specificity: float | None  # None when there is no negative case
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be 1D and of one length")
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise ValueError("labels must be 0 (negative) or 1 (positive)")
+    return labels, scores
+
+
+def auc(labels, scores) -> float | None:
+    """Area under the ROC curve; None when only one class is present."""
+    labels, scores = _arrays(labels, scores)
+    if len(np.unique(labels)) < 2:
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def roc(labels, scores) -> dict:
+    labels, scores = _arrays(labels, scores)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.minimum(thresholds, 1e300).tolist()}
+
+
+def bootstrap_auc_ci(labels, scores, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap CI of the AUC, resampling positives and negatives separately (stratified)."""
+    labels, scores = _arrays(labels, scores)
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    if positives.size == 0 or negatives.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    pos = positives[rng.integers(0, positives.size, (n_resamples, positives.size))]
+    neg = negatives[rng.integers(0, negatives.size, (n_resamples, negatives.size))]
+    # AUC = P(score_pos > score_neg) + 0.5 P(tie), per resample
+    greater = (pos[:, :, None] > neg[:, None, :]).mean(axis=(1, 2))
+    ties = (pos[:, :, None] == neg[:, None, :]).mean(axis=(1, 2))
+    samples = greater + 0.5 * ties
+    tail = (1 - confidence) / 2
+    return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+def threshold_for_sensitivity(labels, scores, target: float) -> float:
+    """The highest threshold (score >= threshold is positive) whose sensitivity reaches ``target``."""
+    labels, scores = _arrays(labels, scores)
+    positives = np.sort(scores[labels == 1])[::-1]
+    if positives.size == 0:
+        raise ValueError("cannot choose a threshold for a target sensitivity without positive cases")
+    needed = int(np.ceil(target * positives.size))
+    return float(positives[max(needed, 1) - 1])
+
+
+def operating_point(labels, scores, threshold: float) -> OperatingPoint:
+    labels, scores = _arrays(labels, scores)
+    predicted = scores >= threshold
+    tp = int((predicted & (labels == 1)).sum())
+    fn = int((~predicted & (labels == 1)).sum())
+    tn = int((~predicted & (labels == 0)).sum())
+    fp = int((predicted & (labels == 0)).sum())
+    return OperatingPoint(
+        threshold=float(threshold),
+        sensitivity=tp / (tp + fn) if tp + fn else None,
+        specificity=tn / (tn + fp) if tn + fp else None,
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
+    )
+
+
+def breakdown(labels, scores, threshold: float, groups) -> dict[str, dict]:
+    """Per group (site, negative subtype, ...): case count, AUC where both classes occur, operating point."""
+    labels, scores = _arrays(labels, scores)
+    groups = np.asarray(groups).astype(str)
+    result = {}
+    for group in sorted(set(groups)):
+        member = groups == group
+        result[group] = {
+            "cases": int(member.sum()),
+            "auc": auc(labels[member], scores[member]),
+            **operating_point(labels[member], scores[member], threshold).to_dict(),
+        }
+    return result
