@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ INFO_KEYS = {
 
 
 def ctscreen(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "CTSCREEN_DEID_KEY"}
+    return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_info_json_describes_a_dicom_series(tmp_path, phantom_hu):
@@ -68,3 +70,23 @@ def test_every_verb_has_help():
     for verb in ["info", "lungs", "preprocess", "deidentify", "synth", "demo"]:
         result = ctscreen(verb, "--help")
         assert result.returncode == 0 and verb in result.stdout
+
+
+def test_synth_then_deidentify_through_the_cli(tmp_path):
+    result = ctscreen("synth", str(tmp_path / "data"), "--cases", "2", "--sites", "2", "--seed", "3", "--profile", "tiny")
+    assert result.returncode == 0, result.stderr
+    manifest = (tmp_path / "data" / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == 3 and manifest[0].startswith("case_id,")
+    series = tmp_path / "data" / "cases" / "case-00000" / "dicom"
+
+    missing_key = ctscreen("deidentify", str(series), str(tmp_path / "deid"))
+    assert missing_key.returncode == 2 and "key" in missing_key.stderr.lower()
+
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    result = ctscreen("deidentify", str(series), str(tmp_path / "deid"), "--key-file", str(key), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n_written"] == len(list(series.iterdir()))
+    again = ctscreen("deidentify", str(series), str(tmp_path / "deid"), "--key-file", str(key))
+    assert again.returncode == 2 and "not empty" in again.stderr
