@@ -1,0 +1,1 @@
+"""Training the model library: configuration, data, the training loop, checkpoints and resume."""

@@ -1,0 +1,67 @@
+"""Manifest cases preprocessed once and cached, keyed by the case's bytes and the preprocessing
+parameters, so unchanged cases are never preprocessed twice and changed ones always are."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ctscreen.imaging.preprocess import PreprocessingParameters, preprocess
+from ctscreen.imaging.readers import load_volume
+from ctscreen.manifest import read_manifest
+
+
+@dataclass
+class PreparedCase:
+    case_id: str
+    label: int  # 1 positive (COVID-19), 0 negative
+    subtype: str
+    site: str
+    image: np.ndarray  # float32 in [0, 1] on the lung-cropped 1 x 1 x 2.5 mm grid
+    lung_mask: np.ndarray  # uint8
+    lesion_mask: np.ndarray  # uint8 (zeros where the case has no lesion mask)
+
+
+def _content_hash(paths: list[Path], params: PreprocessingParameters) -> str:
+    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> PreparedCase:
+    sources = [Path(row[c]) for c in ("image", "lung_mask", "lesion_mask") if row.get(c)]
+    cached = cache_dir / f"{_content_hash(sources, params)}.npz"
+    if not cached.exists():
+        volume = load_volume(row["image"])
+        lesion = load_volume(row["lesion_mask"]).hu > 0 if row.get("lesion_mask") else None
+        case = preprocess(volume, params, lesion_mask=lesion)
+        lesions = case.lesion_mask if case.lesion_mask is not None else np.zeros_like(case.lung_mask)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".partial.npz")
+        np.savez(partial, image=case.image.astype(np.float16), lung_mask=case.lung_mask, lesion_mask=lesions.astype(np.uint8))
+        partial.replace(cached)  # a crash never leaves a half-written cache entry behind
+    with np.load(cached) as data:
+        return PreparedCase(
+            case_id=row["case_id"],
+            label=int(row["label"] == "positive"),
+            subtype=row["subtype"],
+            site=row["site"],
+            image=data["image"].astype(np.float32),
+            lung_mask=data["lung_mask"],
+            lesion_mask=data["lesion_mask"],
+        )
+
+
+def prepare_cases(manifest: str | Path, cache_dir: str | Path, params: PreprocessingParameters = PreprocessingParameters(),
+                  case_ids: set[str] | None = None, progress: bool = True) -> list[PreparedCase]:
+    rows = [r for r in read_manifest(manifest) if case_ids is None or r["case_id"] in case_ids]
+    return [prepare_case(r, Path(cache_dir), params) for r in tqdm(rows, desc="preprocessing", unit="case", disable=not progress)]

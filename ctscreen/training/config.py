@@ -1,0 +1,100 @@
+"""Training configuration: ``params.yaml`` (shared with ``dvc.yaml``), every value overridable as
+``--set section.key=value`` on the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ctscreen.errors import InputError
+
+
+@dataclass
+class OptimiserConfig:
+    lr: float = 1e-4  # the paper: Adam, initial learning rate 1e-4
+    weight_decay: float = 5e-4  # the paper: decay 5e-4
+    epochs: int = 20
+    batch_size: int = 2
+
+
+@dataclass
+class SegmentationConfig:
+    models: list[str] = field(default_factory=lambda: ["fcn8s", "unet", "vnet", "unetpp"])
+    profile: str = "small"
+    patch_zyx: list[int] | None = None  # None: the profile's recommended patch
+    samples_per_case: int = 4
+    positive_fraction: float = 0.5  # share of patches centred on lesion voxels (class balance)
+    deep_supervision_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.125])
+    optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
+
+
+@dataclass
+class ClassificationConfig:
+    models: list[str] = field(default_factory=lambda: ["resnet50", "dpn92", "inception_v3", "attention_resnet50"])
+    profile: str = "small"
+    input_zyx: list[int] | None = None  # None: the profile's recommended input size
+    optimiser: OptimiserConfig = field(default_factory=lambda: OptimiserConfig(batch_size=4))
+
+
+@dataclass
+class EvaluationConfig:
+    target_sensitivity: float = 0.95  # the operating point is chosen on validation data at this sensitivity
+    bootstrap_resamples: int = 2000
+
+
+@dataclass
+class TrainingConfig:
+    seed: int = 0
+    window: str = "lesion"
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainingConfig:
+    """Defaults, then the ``train`` section of ``path`` (if given), then ``key.sub=value`` overrides."""
+    data: dict = {}
+    source = Path(path) if path else None
+    if source is not None:
+        try:
+            document = yaml.safe_load(source.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(source, f"cannot read the configuration ({exc})") from None
+        data = document.get("train", document) if isinstance(document, dict) else {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise InputError(source or "--set", f"override {override!r} is not of the form section.key=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = yaml.safe_load(value)
+    return _build(TrainingConfig, data, source, "")
+
+
+def _build(cls, data: dict, source, prefix: str):
+    if not isinstance(data, dict):
+        raise InputError(source or "--set", f"{prefix.rstrip('.') or 'configuration'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise InputError(source or "--set", f"unknown setting(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(prefix + k for k in fields)}")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            values[name] = _build(type(default), value, source, f"{prefix}{name}.")
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = float(value)
+        elif default is not None and not isinstance(value, type(default)):
+            raise InputError(source or "--set", f"{prefix}{name} must be {type(default).__name__}, got {value!r}")
+        else:
+            values[name] = value
+    return cls(**values)

@@ -1,0 +1,65 @@
+"""Patient-level stratified splits and the training configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctscreen.errors import InputError
+from ctscreen.training.config import load_config
+from ctscreen.training.split import split_by_patient
+
+
+def _rows():
+    rows = []
+    for i in range(60):
+        site = ["a", "b", "c"][i % 3]
+        label = "positive" if i % 2 else "negative"
+        rows.append({"case_id": f"c{i}", "patient_id": f"p{i // 2 if i < 20 else i}", "site": site, "label": label})
+    return rows
+
+
+def test_split_keeps_patients_together_and_strata_balanced():
+    rows = _rows()
+    assignment = split_by_patient(rows, seed=0)
+    by_patient = {}
+    for row in rows:
+        by_patient.setdefault(row["patient_id"], set()).add(assignment[row["case_id"]])
+    assert all(len(sets) == 1 for sets in by_patient.values())
+    for site in "abc":
+        for label in ("positive", "negative"):
+            members = [assignment[r["case_id"]] for r in rows if r["site"] == site and r["label"] == label]
+            assert {"train", "validation", "test"} <= set(members) or len(members) < 5
+    counts = {name: list(assignment.values()).count(name) for name in ("train", "validation", "test")}
+    assert counts["train"] > counts["validation"] > 0 and counts["test"] > 0
+
+
+def test_split_is_deterministic_and_holds_out_a_site():
+    rows = _rows()
+    assert split_by_patient(rows, seed=3) == split_by_patient(rows, seed=3)
+    held = split_by_patient(rows, seed=3, held_out_site="b")
+    assert {held[r["case_id"]] for r in rows if r["site"] == "b"} == {"test-b"}
+    assert "test-b" not in {held[r["case_id"]] for r in rows if r["site"] != "b"}
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_by_patient(rows, fractions=(0.5, 0.5, 0.5))
+
+
+def test_config_defaults_are_the_papers_and_overrides_apply(tmp_path):
+    config = load_config()
+    assert config.segmentation.optimiser.lr == 1e-4 and config.segmentation.optimiser.weight_decay == 5e-4
+    assert config.segmentation.models == ["fcn8s", "unet", "vnet", "unetpp"]
+    assert config.classification.models == ["resnet50", "dpn92", "inception_v3", "attention_resnet50"]
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  segmentation:\n    optimiser: {epochs: 7}\n")
+    config = load_config(params, ["segmentation.optimiser.lr=0.001", "classification.models=[resnet50]"])
+    assert config.segmentation.optimiser.epochs == 7 and config.segmentation.optimiser.lr == 0.001
+    assert config.classification.models == ["resnet50"]
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("segmentation.epochs=3", "unknown setting"),
+    ("segmentation.optimiser.epochs=many", "must be int"),
+    ("nonsense", "section.key=value"),
+])
+def test_bad_overrides_are_named(override, problem):
+    with pytest.raises(InputError, match=problem):
+        load_config(None, [override])
