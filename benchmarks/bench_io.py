@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from common import compare, timed, write_result
 
 from ctscreen.imaging.dicom_writer import write_ct_series
-from ctscreen.imaging.lungs import lung_region
+from ctscreen.imaging.lungs import extract_lungs
 from ctscreen.imaging.preprocess import TARGET_SPACING_ZYX, preprocess
 from ctscreen.imaging.readers import load_volume
 from ctscreen.imaging.resample import resample_volume
@@ -43,7 +43,7 @@ def run(out_dir: Path) -> Path:
             "preprocess": {
                 "total": timed(lambda: preprocess(ours), repeats=3),
                 "resample_to_1x1x2.5mm": timed(lambda: resample_volume(ours, TARGET_SPACING_ZYX), repeats=3),
-                "lung_extraction": timed(lambda: lung_region(resampled), repeats=3),
+                "lung_extraction": timed(lambda: extract_lungs(resampled), repeats=3),
                 "output_shape_zyx": list(preprocess(ours).image.shape),
             },
         }

@@ -84,6 +84,28 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_train_pairs(args) -> int:
+    from ctscreen.training.config import load_config
+    from ctscreen.training.pairs import run_pairs
+
+    config = load_config(args.config, args.set)
+    summary = run_pairs(args.manifest, args.out, config, cache_dir=args.cache, held_out_site=args.held_out_site, full_grid=args.full_grid)
+    _print_result(summary if args.json else {"winner": summary["winner"], "test": {k: v.get("auc") for k, v in summary["test"].items()},
+                                            "bundle": summary["bundle"], "comparison": summary["comparison"]["markdown"]}, args.json)
+    return 0
+
+
+def cmd_screen(args) -> int:
+    from ctscreen.inference.bundle import default_bundle, load_bundle
+    from ctscreen.inference.screen import screen_study
+
+    bundle = load_bundle(args.bundle) if args.bundle else default_bundle()
+    out = args.out or Path("screening") / Path(args.path).name.split(".")[0]
+    result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps)
+    _print_result(result, args.json)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ctscreen.demo import run_demo
 
@@ -138,6 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sites", type=int, default=3)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--profile", default="small", help="grid size: tiny, small (default) or full (512 x 512 clinical series)")
+
+    train = add("train", None, "Train models: `train pairs` trains every segmentation x classification pair and picks the winner.")
+    train_verbs = train.add_subparsers(dest="what", required=True, metavar="WHAT")
+    pairs = train_verbs.add_parser("pairs", help="train, compare and select the segmentation -> classification pairs",
+                                   description="Train every segmentation model, select by validation Dice, train every classifier paired "
+                                               "with it, select by validation AUC, evaluate on the test split and write a model bundle.")
+    pairs.set_defaults(func=cmd_train_pairs)
+    pairs.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
+    pairs.add_argument("--out", type=Path, required=True, help="folder for checkpoints, comparison table, figures and the bundle")
+    pairs.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
+    pairs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. segmentation.optimiser.epochs=5")
+    pairs.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
+    pairs.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+    pairs.add_argument("--full-grid", action="store_true", help="pair every classifier with every segmentation model")
+    pairs.add_argument("--json", action="store_true")
+
+    screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")
+    screen.add_argument("path", type=Path, help="DICOM folder or image file")
+    screen.add_argument("--bundle", type=Path, help="model bundle folder (default: the platform's current default model)")
+    screen.add_argument("--out", type=Path, help="folder for masks and the picture (default: screening/<study>)")
+    screen.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    screen.add_argument("--json", action="store_true")
+    gaps(screen)
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

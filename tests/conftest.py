@@ -45,3 +45,23 @@ def phantom_hu() -> np.ndarray:
     for cx in (14, 34):
         hu[((y - 24) / 12) ** 2 + ((x - cx) / 7) ** 2 <= 1] = -850.0
     return hu + rng.normal(0, 5, hu.shape).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def trained_pairs(tmp_path_factory):
+    """A whole pair comparison on a small synthetic multi-site dataset (tiny models, one held-out site)."""
+    from ctscreen.imaging.synth import generate_dataset
+    from ctscreen.training.config import load_config
+    from ctscreen.training.pairs import run_pairs
+
+    root = tmp_path_factory.mktemp("pairs")
+    manifest = generate_dataset(root / "data", cases=18, sites=3, seed=5, profile="tiny", progress=False)
+    config = load_config(None, [
+        "segmentation.profile=tiny", "classification.profile=tiny",
+        "segmentation.models=[unet,fcn8s]", "classification.models=[resnet50,inception_v3]",
+        "segmentation.optimiser.epochs=2", "segmentation.optimiser.lr=0.001", "segmentation.samples_per_case=2",
+        "classification.optimiser.epochs=2", "classification.optimiser.lr=0.001", "evaluation.bootstrap_resamples=200",
+    ])
+    held_out = sorted({line.split(",")[2] for line in manifest.read_text().splitlines()[1:]})[0]
+    summary = run_pairs(manifest, root / "run", config, held_out_site=held_out, progress=False)
+    return {"root": root, "manifest": manifest, "summary": summary, "config": config, "held_out": held_out}

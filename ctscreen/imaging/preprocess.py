@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from ctscreen.imaging.lungs import LungExtractionParameters, bounding_box, lung_region
+from ctscreen.imaging.lungs import LungExtractionParameters, bounding_box, extract_lungs
 from ctscreen.imaging.resample import resample_mask, resample_volume
 from ctscreen.imaging.volume import CTVolume, write_mask
 
@@ -101,7 +101,7 @@ def preprocess(
     """Resample, extract and crop the lungs, window and scale one study (masks on ``volume``'s grid)."""
     resampled = resample_volume(volume, params.spacing_zyx)
     if lung_mask is None:
-        lungs = lung_region(resampled, params.lungs)
+        lungs = extract_lungs(resampled, params.lungs)
     else:
         lungs = resample_mask(lung_mask, volume, params.spacing_zyx)
     crop = lung_bounding_box(lungs, params.spacing_zyx, params.crop_margin_mm)

@@ -1,8 +1,11 @@
-"""Train / validation / test split by patient, stratified by site and label.
+"""Train / validation / test split by patient, stratified by label and site.
 
 A patient's studies never straddle two sets (that would leak the patient's anatomy into the test
-figures); within each (site, label) stratum patients are dealt to the sets in proportion. A site
-can be held out entirely, to measure how a model does at a hospital it never saw.
+figures). Within each label, patients are ordered by site (shuffled within a site) and dealt to the
+sets in a repeating pattern that follows the fractions — systematic sampling — so every set gets
+both labels and a share of every site even when a site has only a few patients, where rounding per
+(site, label) stratum would leave validation or test empty. A site can be held out entirely, to
+measure how a model does at a hospital it never saw.
 """
 
 from __future__ import annotations
@@ -12,6 +15,17 @@ from collections import defaultdict
 import numpy as np
 
 SETS = ("train", "validation", "test")
+
+
+def _pattern(fractions: tuple[float, ...], length: int = 20) -> list[str]:
+    """Set names in an order whose every prefix is as close to ``fractions`` as whole counts allow."""
+    counts = np.zeros(len(fractions))
+    pattern = []
+    for step in range(1, length + 1):
+        index = int(np.argmax(np.asarray(fractions) * step - counts))
+        counts[index] += 1
+        pattern.append(SETS[index])
+    return pattern
 
 
 def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0,
@@ -26,16 +40,19 @@ def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (
             assignment[row["case_id"]] = f"test-{held_out_site}"
         else:
             cases_of[row.get("patient_id") or row["case_id"]].append(row)
-    strata: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_label: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for patient, cases in cases_of.items():
-        strata[(cases[0]["site"], cases[0]["label"])].append(patient)  # a patient's first study decides
+        by_label[cases[0]["label"]][cases[0]["site"]].append(patient)  # a patient's first study decides
     rng = np.random.default_rng(seed)
-    for stratum in sorted(strata):
-        patients = sorted(strata[stratum])
-        rng.shuffle(patients)
-        bounds = np.round(np.cumsum(fractions)[:-1] * len(patients)).astype(int)
-        for name, members in zip(SETS, np.split(np.array(patients, dtype=object), bounds)):
-            for patient in members:
-                for row in cases_of[patient]:
-                    assignment[row["case_id"]] = name
+    pattern = _pattern(fractions)
+    for label in sorted(by_label):
+        ordered = []
+        for site in sorted(by_label[label]):
+            patients = sorted(by_label[label][site])
+            rng.shuffle(patients)
+            ordered.extend(patients)
+        offset = int(rng.integers(len(pattern)))
+        for position, patient in enumerate(ordered):
+            for row in cases_of[patient]:
+                assignment[row["case_id"]] = pattern[(offset + position) % len(pattern)]
     return assignment

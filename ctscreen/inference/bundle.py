@@ -1,0 +1,119 @@
+"""A model bundle: one segmentation -> classification pair with everything needed to screen a study
+the way it was validated (DESIGN: one MLflow model version = one bundle).
+
+    bundle.json            names, profiles, sizes, preprocessing, threshold, metrics, provenance
+    segmentation.pt/.onnx  lesion segmentation (state dict; ONNX for Triton / ONNX Runtime)
+    classification.pt/.onnx
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ctscreen import __version__
+from ctscreen.errors import InputError
+from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.models import build_model
+from ctscreen.models.export import export_onnx
+
+MANIFEST = "bundle.json"
+DEFAULT_POINTER_ENV = "CTSCREEN_HOME"
+
+
+@dataclass
+class ModelBundle:
+    root: Path
+    segmentation: dict  # name, profile, patch_zyx
+    classification: dict  # name, profile, input_zyx
+    preprocessing: PreprocessingParameters
+    threshold: float
+    metrics: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.segmentation['name']}+{self.classification['name']}"
+
+    def networks(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
+        seg = build_model(self.segmentation["name"], self.segmentation["profile"])
+        cls = build_model(self.classification["name"], self.classification["profile"])
+        for model, file in ((seg, "segmentation.pt"), (cls, "classification.pt")):
+            model.load_state_dict(torch.load(self.root / file, map_location=device, weights_only=True))
+            model.to(device).eval()
+        return seg, cls
+
+
+def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, classifier: nn.Module, classification: dict,
+                preprocessing: PreprocessingParameters, threshold: float, metrics: dict, provenance: dict | None = None) -> ModelBundle:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segmenter, classifier = segmenter.cpu().eval(), classifier.cpu().eval()
+    torch.save(segmenter.state_dict(), out_dir / "segmentation.pt")
+    torch.save(classifier.state_dict(), out_dir / "classification.pt")
+    export_onnx(segmenter, torch.zeros(1, 1, *segmentation["patch_zyx"]), out_dir / "segmentation.onnx")
+    export_onnx(classifier, torch.zeros(1, 2, *classification["input_zyx"]), out_dir / "classification.onnx")
+    bundle = ModelBundle(
+        out_dir, dict(segmentation), dict(classification), preprocessing, float(threshold), metrics,
+        {"code_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(provenance or {})},
+    )
+    document = {
+        "segmentation": bundle.segmentation,
+        "classification": bundle.classification,
+        "preprocessing": preprocessing.to_dict(),
+        "threshold": bundle.threshold,
+        "metrics": metrics,
+        "provenance": bundle.provenance,
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(document, indent=2, default=str))
+    return bundle
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    root = Path(path)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise InputError(root, f"not a model bundle: no {MANIFEST}")
+    try:
+        document = json.loads(manifest.read_text())
+        bundle = ModelBundle(
+            root,
+            document["segmentation"],
+            document["classification"],
+            PreprocessingParameters.from_dict(document["preprocessing"]),
+            float(document["threshold"]),
+            document.get("metrics", {}),
+            document.get("provenance", {}),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(manifest, f"invalid bundle description ({type(exc).__name__}: {exc})") from None
+    for file in ("segmentation.pt", "classification.pt"):
+        if not (root / file).is_file():
+            raise InputError(root / file, "missing from the bundle")
+    return bundle
+
+
+def _pointer() -> Path:
+    home = Path(os.environ.get(DEFAULT_POINTER_ENV, Path.home() / ".ctscreen"))
+    return home / "default-bundle"
+
+
+def set_default_bundle(path: str | Path) -> Path:
+    """Remember ``path`` as the platform's current default model (what ``ctscreen screen`` uses)."""
+    pointer = _pointer()
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(Path(path).resolve()))
+    return pointer
+
+
+def default_bundle() -> ModelBundle:
+    pointer = _pointer()
+    if not pointer.is_file():
+        raise InputError(pointer, "no default model yet: run `make demo` to train one, or pass --bundle DIR")
+    return load_bundle(pointer.read_text().strip())

@@ -1,0 +1,83 @@
+"""COVID-19 classification training on two channels — the lung-cropped CT and the lesion mask
+predicted by the chosen segmentation model (the paper's pairing) — resized to the model's input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.utils import set_determinism
+from torch import nn
+
+from ctscreen.evaluation.classification import auc
+from ctscreen.imaging.augment import training_augmentation
+from ctscreen.inference.sliding_window import lesion_probability
+from ctscreen.models import build_model
+from ctscreen.models.classification import INPUT_ZYX
+from ctscreen.training.cases import PreparedCase
+from ctscreen.training.config import ClassificationConfig
+from ctscreen.training.loop import TrainingResult, fit
+
+
+def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
+    return tuple(config.input_zyx) if config.input_zyx else INPUT_ZYX[config.profile]
+
+
+def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, size_zyx: tuple[int, int, int]) -> torch.Tensor:
+    """(2, D, H, W): the lesion region and its predicted mask, resized together to the model's input."""
+    stacked = torch.from_numpy(np.stack([image, lesion_probability_map]).astype(np.float32))[None]
+    return F.interpolate(stacked, size=size_zyx, mode="trilinear", align_corners=False)[0]
+
+
+def classifier_inputs(cases: list[PreparedCase], segmenter: nn.Module, patch_zyx, size_zyx) -> torch.Tensor:
+    return torch.stack([classifier_input(c.image, lesion_probability(segmenter, c.image, patch_zyx), size_zyx) for c in cases])
+
+
+def _batches(inputs: torch.Tensor, labels: torch.Tensor, config: ClassificationConfig, seed: int):
+    augment = training_augmentation(tuple(inputs.shape[2:]), label_keys=())
+    batch_size = config.optimiser.batch_size
+
+    def batches(epoch: int, rank: int, world: int):
+        augment.set_random_state(seed + epoch)
+        order = np.random.default_rng(seed + epoch).permutation(len(inputs))[rank::world]
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            if len(chosen) == 1 and batch_size > 1:
+                continue  # batch norm cannot train on a lone sample
+            x = torch.stack([torch.as_tensor(np.asarray(augment({"image": inputs[i]})["image"])) for i in chosen]).float()
+            yield x, labels[chosen].float()[:, None]
+
+    return batches
+
+
+def validation_auc(inputs: torch.Tensor, labels: torch.Tensor):
+    def validate(model) -> dict:
+        device = next(model.parameters()).device
+        scores = torch.sigmoid(model(inputs.to(device))).squeeze(1).cpu().numpy()
+        value = auc(labels.numpy(), scores)
+        return {"auc": value} if value is not None else {}
+
+    return validate
+
+
+def train_classification(name: str, train_inputs: torch.Tensor, train_labels: torch.Tensor, val_inputs: torch.Tensor,
+                         val_labels: torch.Tensor, config: ClassificationConfig, out_dir: str | Path, seed: int = 0,
+                         progress: bool = True) -> TrainingResult:
+    set_determinism(seed)
+    model = build_model(name, config.profile)
+    positives = float(train_labels.sum())
+    pos_weight = torch.tensor([(len(train_labels) - positives) / max(positives, 1.0)])  # class balance
+    criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    return fit(
+        model,
+        lambda logits, target: criterion.to(logits.device)(logits, target),
+        _batches(train_inputs, train_labels, config, seed),
+        config.optimiser,
+        Path(out_dir) / name,
+        validate=validation_auc(val_inputs, val_labels),
+        metric="auc",
+        description=f"cls {name}",
+        progress=progress,
+    )

@@ -1,0 +1,145 @@
+"""Train and compare the segmentation -> classification pairs, and pick the winner as the paper did:
+the segmentation model with the best validation Dice, then the classifier with the best validation
+AUC when paired with it (``full_grid`` pairs every classifier with every segmentation model)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ctscreen.evaluation.classification import auc, bootstrap_auc_ci, breakdown, operating_point, threshold_for_sensitivity
+from ctscreen.evaluation.metrics import dice
+from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
+from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.inference.bundle import save_bundle
+from ctscreen.inference.sliding_window import lesion_probability
+from ctscreen.manifest import read_manifest
+from ctscreen.models import build_model
+from ctscreen.training.cases import PreparedCase, prepare_cases
+from ctscreen.training.classification import classifier_input, input_size, train_classification
+from ctscreen.training.config import TrainingConfig
+from ctscreen.training.segmentation import patch_size, train_segmentation
+from ctscreen.training.split import split_by_patient
+
+
+def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
+    model = build_model(name, profile)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    return model.eval()
+
+
+def _scores(classifier: torch.nn.Module, inputs: torch.Tensor, batch: int = 8) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch])).reshape(-1).numpy() for i in range(0, len(inputs), batch)])
+
+
+def _evaluate(cases: list[PreparedCase], scores: np.ndarray, threshold: float, resamples: int) -> dict:
+    labels = np.array([c.label for c in cases])
+    value = auc(labels, scores)
+    point = operating_point(labels, scores, threshold)
+    negatives = [i for i, c in enumerate(cases) if c.label == 0]
+    return {
+        "cases": len(cases),
+        "auc": value,
+        "auc_ci95": bootstrap_auc_ci(labels, scores, resamples),
+        **{k: v for k, v in point.to_dict().items() if k != "threshold"},
+        "by_site": breakdown(labels, scores, threshold, [c.site for c in cases]),
+        "false_positives_by_negative_subtype": {
+            subtype: int(sum(scores[i] >= threshold for i in negatives if cases[i].subtype == subtype))
+            for subtype in sorted({cases[i].subtype for i in negatives})
+        },
+    }
+
+
+def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
+              held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
+    (out_dir / "split.json").write_text(json.dumps(assignment, indent=1, sort_keys=True))
+    preprocessing = PreprocessingParameters(window=config.window)
+    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", preprocessing, progress=progress)
+    sets: dict[str, list[PreparedCase]] = defaultdict(list)
+    for case in cases:
+        sets[assignment[case.case_id]].append(case)
+    for name in ("train", "validation"):
+        if len({c.label for c in sets[name]}) < 2:
+            counts = {k: f"{sum(c.label for c in v)} positive / {sum(1 - c.label for c in v)} negative" for k, v in sets.items()}
+            raise ValueError(f"the {name} split needs positive and negative cases; the split gave {counts}: add cases")
+    test_sets = sorted(k for k in sets if k.startswith("test") and sets[k])
+    patch, size, target = patch_size(config.segmentation), input_size(config.classification), config.evaluation.target_sensitivity
+
+    segmentation_runs = {
+        name: train_segmentation(name, sets["train"], sets["validation"], config.segmentation, out_dir / "segmentation", config.seed, progress)
+        for name in config.segmentation.models
+    }
+    ranked = sorted(segmentation_runs, key=lambda n: segmentation_runs[n].best_metric or -1.0, reverse=True)
+    rows, evaluated = [], {}
+    for seg_name in ranked if full_grid else ranked[:1]:
+        segmenter = load_trained(seg_name, config.segmentation.profile, segmentation_runs[seg_name].checkpoint)
+        maps = {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=f"segment with {seg_name}", disable=not progress)}
+        inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], size) for c in v]) for k, v in sets.items()}
+        labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items()}
+        lesion_dice = {k: float(np.mean([dice(maps[c.case_id] > 0.5, c.lesion_mask) for c in sets[k]])) for k in test_sets}
+        for cls_name in config.classification.models:
+            run = train_classification(cls_name, inputs["train"], labels["train"], inputs["validation"], labels["validation"],
+                                       config.classification, out_dir / "classification" / seg_name, config.seed, progress)
+            classifier = load_trained(cls_name, config.classification.profile, run.checkpoint)
+            scores = {k: _scores(classifier, inputs[k]) for k in sets}
+            threshold = threshold_for_sensitivity(labels["validation"].numpy(), scores["validation"], target)
+            results = {k: _evaluate(sets[k], scores[k], threshold, config.evaluation.bootstrap_resamples) for k in test_sets}
+            evaluated[(seg_name, cls_name)] = {"segmenter": segmenter, "classifier": classifier, "scores": scores, "maps": maps,
+                                               "threshold": threshold, "results": results, "lesion_dice": lesion_dice,
+                                               "val_auc": run.best_metric if run.best_metric is not None else -1.0}
+            rows.append({
+                "segmentation": seg_name, "classification": cls_name,
+                "val_dice": segmentation_runs[seg_name].best_metric, "val_auc": run.best_metric, "threshold": threshold,
+                **{f"{k}_{m}": results[k][m] for k in test_sets for m in ("auc", "sensitivity", "specificity")},
+                **{f"{k}_lesion_dice": lesion_dice[k] for k in test_sets},
+            })
+
+    chosen_seg = ranked[0]
+    winner = max((p for p in evaluated if p[0] == chosen_seg), key=lambda p: evaluated[p]["val_auc"])
+    best = evaluated[winner]
+    table_csv, table_md = write_table(rows, out_dir / "comparison")
+    figures = {}
+    for k in test_sets:
+        curves = {cls: (labels[k].numpy(), evaluated[(seg, cls)]["scores"][k]) for seg, cls in evaluated if seg == chosen_seg}
+        figures[f"roc_classifiers_{k}"] = str(plot_roc_curves(curves, out_dir / f"figure2a_roc_classifiers_{k}.png",
+                                                              f"classifiers paired with {chosen_seg} ({k})"))
+        figures[f"examples_{k}"] = str(plot_examples(_examples(sets[k], best, k), out_dir / f"figure2c_examples_{k}.png"))
+    metrics = {k: {**best["results"][k], "lesion_dice": best["lesion_dice"][k]} for k in test_sets}
+    bundle = save_bundle(
+        out_dir / "bundle", best["segmenter"], {"name": winner[0], "profile": config.segmentation.profile, "patch_zyx": list(patch)},
+        best["classifier"], {"name": winner[1], "profile": config.classification.profile, "input_zyx": list(size)},
+        preprocessing, best["threshold"], metrics, {"training_config": config.to_dict(), "manifest": str(manifest)},
+    )
+    summary = {
+        "winner": {"segmentation": winner[0], "classification": winner[1], "threshold": best["threshold"]},
+        "segmentation_validation_dice": {n: r.best_metric for n, r in segmentation_runs.items()},
+        "test": metrics,
+        "split": {k: len(v) for k, v in sets.items()},
+        "comparison": {"csv": str(table_csv), "markdown": str(table_md)},
+        "figures": figures,
+        "bundle": str(bundle.root),
+    }
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _examples(cases: list[PreparedCase], pair: dict, test_set: str) -> list[dict]:
+    """One test case of each outcome the physician meets: true/false positive/negative."""
+    scores, threshold = pair["scores"][test_set], pair["threshold"]
+    found: dict[str, dict] = {}
+    for case, score in zip(cases, scores):
+        outcome = ("true " if (score >= threshold) == bool(case.label) else "false ") + ("positive" if score >= threshold else "negative")
+        found.setdefault(outcome, {
+            "title": f"{outcome}: {case.case_id} ({case.subtype}), p={score:.2f}",
+            "image": case.image, "truth": case.lesion_mask > 0, "prediction": pair["maps"][case.case_id] > 0.5,
+        })
+    return [found[k] for k in sorted(found)]

@@ -1,0 +1,58 @@
+"""Training and comparing the pairs end to end, selected as in the paper, on synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ctscreen.inference.bundle import load_bundle
+
+
+def test_every_pair_is_compared_and_the_winner_follows_the_papers_rule(trained_pairs):
+    summary, run = trained_pairs["summary"], trained_pairs["root"] / "run"
+    rows = list(csv.DictReader(open(run / "comparison.csv")))
+    dice = summary["segmentation_validation_dice"]
+    chosen_seg = max(dice, key=dice.get)
+    assert {r["segmentation"] for r in rows} == {chosen_seg}  # without --full-grid, classifiers pair with the best segmenter
+    assert {r["classification"] for r in rows} == {"resnet50", "inception_v3"}
+    best_cls = max(rows, key=lambda r: float(r["val_auc"] or -1))["classification"]
+    assert summary["winner"] == {"segmentation": chosen_seg, "classification": best_cls, "threshold": summary["winner"]["threshold"]}
+    assert (run / "comparison.md").read_text().startswith("| segmentation | classification |")
+
+
+def test_held_out_site_is_reported_separately(trained_pairs):
+    summary, held_out = trained_pairs["summary"], trained_pairs["held_out"]
+    split = json.loads((trained_pairs["root"] / "run" / "split.json").read_text())
+    held = [case for case, name in split.items() if name == f"test-{held_out}"]
+    assert held and f"test-{held_out}" in summary["test"]
+    result = summary["test"][f"test-{held_out}"]
+    assert result["cases"] == len(held)
+    assert set(result["by_site"]) == {held_out}
+    for name in ("test", f"test-{held_out}"):
+        for key in ("auc", "auc_ci95", "sensitivity", "specificity", "tp", "fp", "tn", "fn", "lesion_dice", "false_positives_by_negative_subtype"):
+            assert key in summary["test"][name]
+
+
+def test_figures_and_bundle_are_written(trained_pairs):
+    summary = trained_pairs["summary"]
+    for path in summary["figures"].values():
+        assert Path(path).stat().st_size > 5_000
+    bundle = load_bundle(summary["bundle"])
+    assert bundle.name == f"{summary['winner']['segmentation']}+{summary['winner']['classification']}"
+    assert bundle.threshold == summary["winner"]["threshold"]
+    assert bundle.preprocessing.window == "lesion"
+    assert (bundle.root / "segmentation.onnx").exists() and (bundle.root / "classification.onnx").exists()
+    seg, cls = bundle.networks()
+    assert sum(p.numel() for p in seg.parameters()) > 0 and sum(p.numel() for p in cls.parameters()) > 0
+
+
+def test_preprocessing_cache_is_reused(trained_pairs):
+    cache = trained_pairs["root"] / "run" / "cache"
+    entries = sorted(cache.glob("*.npz"))
+    assert len(entries) == 18
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    from ctscreen.training.cases import prepare_cases
+
+    again = prepare_cases(trained_pairs["manifest"], cache, progress=False)
+    assert len(again) == 18 and [p.stat().st_mtime_ns for p in sorted(cache.glob("*.npz"))] == stamps
