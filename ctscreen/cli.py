@@ -95,6 +95,25 @@ def cmd_train_pairs(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from ctscreen.errors import InputError
+    from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
+    from ctscreen.inference.bundle import default_bundle, load_bundle
+
+    bundle = load_bundle(args.bundle) if args.bundle else default_bundle()
+    case_ids = None
+    if args.split:
+        try:
+            assignment = json.loads(args.split.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(args.split, f"cannot read the split ({exc})") from None
+        case_ids = {case for case, name in assignment.items() if name == args.split_name}
+    report = evaluate_bundle(bundle, args.manifest, args.out, cache_dir=args.cache, case_ids=case_ids, backend=args.backend)
+    shown = {k: report[k] for k in ("cases", "auc", "auc_ci95", "sensitivity", "specificity", "lesion_dice", "threshold", "roc_png")}
+    _print_result(report if args.json else shown, args.json)
+    return 0
+
+
 def cmd_screen(args) -> int:
     from ctscreen.inference.bundle import default_bundle, load_bundle
     from ctscreen.inference.screen import screen_study
@@ -109,7 +128,7 @@ def cmd_screen(args) -> int:
 def cmd_demo(args) -> int:
     from ctscreen.demo import run_demo
 
-    summary = run_demo(args.out, cases=args.cases, sites=args.sites, seed=args.seed)
+    summary = run_demo(args.out, cases=args.cases, sites=args.sites, seed=args.seed, train=not args.no_train)
     print(f"demo finished: summary in {summary}")
     return 0
 
@@ -176,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--full-grid", action="store_true", help="pair every classifier with every segmentation model")
     pairs.add_argument("--json", action="store_true")
 
+    evaluate = add("evaluate", cmd_evaluate, "Evaluate a model bundle on a manifest's cases at the bundle's threshold.")
+    evaluate.add_argument("--manifest", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for evaluation.json and roc.png")
+    evaluate.add_argument("--bundle", type=Path, help="model bundle folder (default: the platform's current default model)")
+    evaluate.add_argument("--split", type=Path, help="a training run's split.json, to evaluate one of its sets only")
+    evaluate.add_argument("--split-name", default="test", help="the set of --split to evaluate (default: test)")
+    evaluate.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
+    evaluate.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    evaluate.add_argument("--json", action="store_true")
+
     screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")
     screen.add_argument("path", type=Path, help="DICOM folder or image file")
     screen.add_argument("--bundle", type=Path, help="model bundle folder (default: the platform's current default model)")
@@ -186,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.add_argument("--cases", type=int, default=12)
+    demo.add_argument("--cases", type=int, default=36)
     demo.add_argument("--sites", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-train", action="store_true", help="stop after preprocessing (no model training)")
     return parser
 
 

@@ -12,8 +12,9 @@ from ctscreen.errors import OutputError
 
 
 def test_demo_writes_summary_and_picture(tmp_path):
+    """The preprocessing half; the training half is what tests/training/test_pairs.py runs end to end."""
     out = tmp_path / "demo"
-    summary_md = run_demo(out, cases=3, sites=2, seed=1)
+    summary_md = run_demo(out, cases=3, sites=2, seed=1, train=False)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"]["cases"] == 3
     assert len(summary["cases"]) == 3
@@ -30,4 +31,5 @@ def test_demo_writes_summary_and_picture(tmp_path):
             data = path.read_bytes()
             assert not any(secret in data for secret in secrets), path
     with pytest.raises(OutputError, match="not empty"):
-        run_demo(out, cases=1)
+        run_demo(out, cases=1, train=False)
+    assert (out / "deidentified" / "manifest.csv").read_text().count("\n") == 4  # what central receives

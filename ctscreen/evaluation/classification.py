@@ -107,3 +107,22 @@ def breakdown(labels, scores, threshold: float, groups) -> dict[str, dict]:
             **operating_point(labels[member], scores[member], threshold).to_dict(),
         }
     return result
+
+
+def screening_report(labels, scores, threshold: float, sites, subtypes, bootstrap_resamples: int = 2000) -> dict:
+    """Everything a test set says about a screening model at its operating threshold."""
+    labels, scores = _arrays(labels, scores)
+    subtypes = np.asarray(subtypes).astype(str)
+    point = operating_point(labels, scores, threshold)
+    negatives = labels == 0
+    return {
+        "cases": int(labels.size),
+        "auc": auc(labels, scores),
+        "auc_ci95": bootstrap_auc_ci(labels, scores, bootstrap_resamples),
+        **{k: v for k, v in point.to_dict().items() if k != "threshold"},
+        "by_site": breakdown(labels, scores, threshold, sites),
+        "false_positives_by_negative_subtype": {
+            subtype: int(((scores >= threshold) & negatives & (subtypes == subtype)).sum())
+            for subtype in sorted(set(subtypes[negatives]))
+        },
+    }

@@ -10,9 +10,8 @@ from monai.transforms import Compose, RandAffined, RandFlipd
 @dataclass(frozen=True)
 class AugmentationParameters:
     flip_prob: float = 0.5  # per spatial axis
-    pan_prob: float = 0.5
+    affine_prob: float = 0.5  # pan and zoom together, one resampling instead of two
     pan_fraction: float = 0.1  # largest shift, as a fraction of each side of the patch
-    zoom_prob: float = 0.5
     zoom_range: tuple[float, float] = (0.85, 1.15)
 
     def to_dict(self) -> dict:
@@ -32,20 +31,16 @@ def training_augmentation(
     return Compose(
         [
             *(RandFlipd(keys=keys, prob=params.flip_prob, spatial_axis=axis) for axis in range(3)),
-            RandAffined(
-                keys=keys,
-                prob=params.pan_prob,
-                translate_range=[params.pan_fraction * n for n in patch_shape_zyx],
-                mode=modes,
-                padding_mode="zeros",
-            ),
             # RandAffine's scale is added to 1: (0.85, 1.15) zooms by a factor drawn from that range.
             RandAffined(
                 keys=keys,
-                prob=params.zoom_prob,
+                prob=params.affine_prob,
+                translate_range=[params.pan_fraction * n for n in patch_shape_zyx],
                 scale_range=[(low - 1.0, high - 1.0)] * 3,
                 mode=modes,
                 padding_mode="zeros",
+                spatial_size=patch_shape_zyx,
+                cache_grid=True,  # the sampling grid of a fixed patch is built once, not per sample
             ),
         ]
     )

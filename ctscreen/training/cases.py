@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ctscreen.imaging.preprocess import PreprocessingParameters, preprocess
+from ctscreen.imaging.preprocess import PreprocessedCase, PreprocessingParameters, preprocess
 from ctscreen.imaging.readers import load_volume
 from ctscreen.manifest import read_manifest
 
@@ -37,18 +37,26 @@ def _content_hash(paths: list[Path], params: PreprocessingParameters) -> str:
     return digest.hexdigest()[:32]
 
 
-def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> PreparedCase:
+def cache_path(row: dict, cache_dir: Path, params: PreprocessingParameters) -> Path:
+    """Where a manifest row's preprocessed arrays live: named by its files' bytes and the parameters."""
     sources = [Path(row[c]) for c in ("image", "lung_mask", "lesion_mask") if row.get(c)]
-    cached = cache_dir / f"{_content_hash(sources, params)}.npz"
+    return Path(cache_dir) / f"{_content_hash(sources, params)}.npz"
+
+
+def store(case: PreprocessedCase, path: Path) -> None:
+    lesions = case.lesion_mask if case.lesion_mask is not None else np.zeros_like(case.lung_mask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, image=case.image.astype(np.float16), lung_mask=case.lung_mask, lesion_mask=lesions.astype(np.uint8))
+    partial.replace(path)  # a crash never leaves a half-written cache entry behind
+
+
+def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> PreparedCase:
+    cached = cache_path(row, cache_dir, params)
     if not cached.exists():
         volume = load_volume(row["image"])
         lesion = load_volume(row["lesion_mask"]).hu > 0 if row.get("lesion_mask") else None
-        case = preprocess(volume, params, lesion_mask=lesion)
-        lesions = case.lesion_mask if case.lesion_mask is not None else np.zeros_like(case.lung_mask)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(".partial.npz")
-        np.savez(partial, image=case.image.astype(np.float16), lung_mask=case.lung_mask, lesion_mask=lesions.astype(np.uint8))
-        partial.replace(cached)  # a crash never leaves a half-written cache entry behind
+        store(preprocess(volume, params, lesion_mask=lesion), cached)
     with np.load(cached) as data:
         return PreparedCase(
             case_id=row["case_id"],

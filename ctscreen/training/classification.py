@@ -13,7 +13,6 @@ from torch import nn
 
 from ctscreen.evaluation.classification import auc
 from ctscreen.imaging.augment import training_augmentation
-from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models import build_model
 from ctscreen.models.classification import INPUT_ZYX
 from ctscreen.training.cases import PreparedCase
@@ -31,8 +30,11 @@ def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, size
     return F.interpolate(stacked, size=size_zyx, mode="trilinear", align_corners=False)[0]
 
 
-def classifier_inputs(cases: list[PreparedCase], segmenter: nn.Module, patch_zyx, size_zyx) -> torch.Tensor:
-    return torch.stack([classifier_input(c.image, lesion_probability(segmenter, c.image, patch_zyx), size_zyx) for c in cases])
+def covid_scores(classifier, inputs: torch.Tensor, batch: int = 8) -> np.ndarray:
+    """COVID-19 probabilities of a batch of classifier inputs (a module or an ONNX predictor)."""
+    with torch.no_grad():
+        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch]).float()).reshape(-1).numpy()
+                               for i in range(0, len(inputs), batch)])
 
 
 def _batches(inputs: torch.Tensor, labels: torch.Tensor, config: ClassificationConfig, seed: int):

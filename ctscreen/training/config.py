@@ -28,6 +28,7 @@ class SegmentationConfig:
     samples_per_case: int = 4
     positive_fraction: float = 0.5  # share of patches centred on lesion voxels (class balance)
     deep_supervision_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.125])
+    validate_every: int = 1  # epochs between whole-volume validations (the last epoch is always validated)
     optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
 
 

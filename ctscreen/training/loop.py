@@ -66,6 +66,7 @@ def fit(
     checkpoint_dir: str | Path,
     validate: Callable[[nn.Module], dict] | None = None,
     metric: str | None = None,
+    validate_every: int = 1,
     description: str = "train",
     progress: bool = True,
     device: torch.device | None = None,
@@ -73,7 +74,8 @@ def fit(
     """Train for ``optimiser.epochs`` epochs, resuming from ``checkpoint_dir/last.pt`` if present.
 
     ``batches(epoch, rank, world)`` yields this rank's (input, target) batches for an epoch;
-    ``validate(model)`` returns metrics, and ``metric`` (higher is better) picks ``best.pt``.
+    ``validate(model)`` returns metrics every ``validate_every`` epochs and at the last, and
+    ``metric`` (higher is better) picks ``best.pt``.
     """
     rank, world = distributed()
     device = device or default_device()
@@ -118,7 +120,7 @@ def fit(
             total, seen = float(sums[0]), int(sums[1])
         seconds = time.perf_counter() - start
         record = EpochRecord(epoch, total / max(seen, 1), round(seconds, 3), round(seen / seconds, 3) if seconds else 0.0)
-        if validate is not None and rank == 0:
+        if validate is not None and rank == 0 and (epoch % validate_every == 0 or epoch == optimiser.epochs):
             model.eval()
             with torch.no_grad():
                 record.validation = validate(model)

@@ -8,12 +8,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from ctscreen.evaluation.classification import auc, bootstrap_auc_ci, breakdown, operating_point, threshold_for_sensitivity
-from ctscreen.evaluation.metrics import dice
+from ctscreen.evaluation.classification import screening_report, threshold_for_sensitivity
+from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
 from ctscreen.imaging.preprocess import PreprocessingParameters
 from ctscreen.inference.bundle import save_bundle
@@ -21,7 +20,7 @@ from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.manifest import read_manifest
 from ctscreen.models import build_model
 from ctscreen.training.cases import PreparedCase, prepare_cases
-from ctscreen.training.classification import classifier_input, input_size, train_classification
+from ctscreen.training.classification import classifier_input, covid_scores, input_size, train_classification
 from ctscreen.training.config import TrainingConfig
 from ctscreen.training.segmentation import patch_size, train_segmentation
 from ctscreen.training.split import split_by_patient
@@ -31,29 +30,6 @@ def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
     model = build_model(name, profile)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
     return model.eval()
-
-
-def _scores(classifier: torch.nn.Module, inputs: torch.Tensor, batch: int = 8) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch])).reshape(-1).numpy() for i in range(0, len(inputs), batch)])
-
-
-def _evaluate(cases: list[PreparedCase], scores: np.ndarray, threshold: float, resamples: int) -> dict:
-    labels = np.array([c.label for c in cases])
-    value = auc(labels, scores)
-    point = operating_point(labels, scores, threshold)
-    negatives = [i for i, c in enumerate(cases) if c.label == 0]
-    return {
-        "cases": len(cases),
-        "auc": value,
-        "auc_ci95": bootstrap_auc_ci(labels, scores, resamples),
-        **{k: v for k, v in point.to_dict().items() if k != "threshold"},
-        "by_site": breakdown(labels, scores, threshold, [c.site for c in cases]),
-        "false_positives_by_negative_subtype": {
-            subtype: int(sum(scores[i] >= threshold for i in negatives if cases[i].subtype == subtype))
-            for subtype in sorted({cases[i].subtype for i in negatives})
-        },
-    }
 
 
 def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
@@ -85,14 +61,16 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
         maps = {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=f"segment with {seg_name}", disable=not progress)}
         inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], size) for c in v]) for k, v in sets.items()}
         labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items()}
-        lesion_dice = {k: float(np.mean([dice(maps[c.case_id] > 0.5, c.lesion_mask) for c in sets[k]])) for k in test_sets}
+        lesion_dice = {k: mean_lesion_dice([(maps[c.case_id] > 0.5) & (c.lung_mask > 0) for c in sets[k]], [c.lesion_mask for c in sets[k]])
+                       for k in test_sets}
         for cls_name in config.classification.models:
             run = train_classification(cls_name, inputs["train"], labels["train"], inputs["validation"], labels["validation"],
                                        config.classification, out_dir / "classification" / seg_name, config.seed, progress)
             classifier = load_trained(cls_name, config.classification.profile, run.checkpoint)
-            scores = {k: _scores(classifier, inputs[k]) for k in sets}
+            scores = {k: covid_scores(classifier, inputs[k]) for k in sets}
             threshold = threshold_for_sensitivity(labels["validation"].numpy(), scores["validation"], target)
-            results = {k: _evaluate(sets[k], scores[k], threshold, config.evaluation.bootstrap_resamples) for k in test_sets}
+            results = {k: screening_report([c.label for c in sets[k]], scores[k], threshold, [c.site for c in sets[k]],
+                                           [c.subtype for c in sets[k]], config.evaluation.bootstrap_resamples) for k in test_sets}
             evaluated[(seg_name, cls_name)] = {"segmenter": segmenter, "classifier": classifier, "scores": scores, "maps": maps,
                                                "threshold": threshold, "results": results, "lesion_dice": lesion_dice,
                                                "val_auc": run.best_metric if run.best_metric is not None else -1.0}

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
-from monai.transforms import Compose, RandCropByPosNegLabeld, SpatialPadd
 from monai.utils import set_determinism
 
-from ctscreen.evaluation.metrics import dice
+from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.imaging.augment import training_augmentation
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models import build_model
@@ -37,28 +36,37 @@ def deep_supervision_loss(weights: list[float]):
     return loss
 
 
+def _padded(array: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
+    pad = [(0, max(0, p - n)) for n, p in zip(array.shape, patch)]
+    return np.pad(array, pad) if any(b for _, b in pad) else array
+
+
 def patch_sampler(cases: list[PreparedCase], config: SegmentationConfig, seed: int):
-    """Per epoch, ``samples_per_case`` patches per case: ``positive_fraction`` centred on lesion voxels."""
-    patch = patch_size(config)
-    sampling = Compose([
-        SpatialPadd(keys=["image", "label"], spatial_size=patch),
-        RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=patch,
-                               pos=config.positive_fraction, neg=1 - config.positive_fraction,
-                               num_samples=config.samples_per_case, allow_smaller=False),
-    ])
-    augment = training_augmentation(patch)
+    """Per epoch, ``samples_per_case`` patches per case: ``positive_fraction`` centred on lesion voxels
+    (class balance), the rest anywhere in the lung crop; then the paper's augmentation."""
+    patch = np.array(patch_size(config))
+    volumes = [(_padded(c.image, tuple(patch)), _padded(c.lesion_mask, tuple(patch))) for c in cases]
+    lesion_voxels = [np.argwhere(label) for _, label in volumes]  # computed once, not per patch
+    augment = training_augmentation(tuple(patch))
     batch_size = config.optimiser.batch_size
 
+    def crop(index: int, rng: np.random.Generator) -> dict:
+        image, label = volumes[index]
+        shape = np.array(image.shape)
+        voxels = lesion_voxels[index]
+        centre = voxels[rng.integers(len(voxels))] if len(voxels) and rng.random() < config.positive_fraction else rng.integers(0, shape)
+        start = np.clip(centre - patch // 2, 0, shape - patch)
+        box = tuple(slice(int(a), int(a + p)) for a, p in zip(start, patch))
+        return {"image": image[box][None], "label": label[box][None].astype(np.float32)}
+
     def batches(epoch: int, rank: int, world: int):
-        sampling.set_random_state(seed + epoch)
+        rng = np.random.default_rng([seed, epoch])
         augment.set_random_state(seed + 1000 + epoch)
-        order = np.random.default_rng(seed + epoch).permutation(len(cases))[rank::world]
+        order = rng.permutation(len(cases))[rank::world]
         images, labels = [], []
         for index in order:
-            case = cases[index]
-            sample = {"image": case.image[None], "label": case.lesion_mask[None].astype(np.float32)}
-            for patch_sample in sampling(sample):
-                out = augment(patch_sample)
+            for _ in range(config.samples_per_case):
+                out = augment(crop(index, rng))
                 images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
                 labels.append(torch.as_tensor(np.asarray(out["label"]), dtype=torch.float32))
                 if len(images) == batch_size:
@@ -72,8 +80,10 @@ def patch_sampler(cases: list[PreparedCase], config: SegmentationConfig, seed: i
 
 def validation_dice(cases: list[PreparedCase], patch: tuple[int, int, int]):
     def validate(model) -> dict:
-        scores = [dice(lesion_probability(model, c.image, patch) > 0.5, c.lesion_mask) for c in cases]
-        return {"dice": float(np.mean(scores))} if scores else {}
+        annotated = [c for c in cases if c.lesion_mask.any()]
+        predictions = [(lesion_probability(model, c.image, patch) > 0.5) & (c.lung_mask > 0) for c in annotated]
+        value = mean_lesion_dice(predictions, [c.lesion_mask for c in annotated])
+        return {"dice": value} if value is not None else {}
 
     return validate
 
@@ -90,6 +100,7 @@ def train_segmentation(name: str, train: list[PreparedCase], validation: list[Pr
         Path(out_dir) / name,
         validate=validation_dice(validation, patch_size(config)),
         metric="dice",
+        validate_every=config.validate_every,
         description=f"seg {name}",
         progress=progress,
     )

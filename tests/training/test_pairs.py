@@ -56,3 +56,21 @@ def test_preprocessing_cache_is_reused(trained_pairs):
 
     again = prepare_cases(trained_pairs["manifest"], cache, progress=False)
     assert len(again) == 18 and [p.stat().st_mtime_ns for p in sorted(cache.glob("*.npz"))] == stamps
+
+
+def test_evaluate_cli_reproduces_the_test_figures(trained_pairs, tmp_path):
+    import subprocess
+    import sys
+
+    run = trained_pairs["root"] / "run"
+    result = subprocess.run([sys.executable, "-m", "ctscreen.cli", "evaluate", "--bundle", str(run / "bundle"),
+                             "--manifest", str(trained_pairs["manifest"]), "--split", str(run / "split.json"),
+                             "--cache", str(run / "cache"), "--out", str(tmp_path), "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    expected = trained_pairs["summary"]["test"]["test"]
+    assert report["cases"] == expected["cases"]
+    for key in ("auc", "sensitivity", "specificity", "tp", "fp", "tn", "fn"):
+        assert report[key] == expected[key]
+    assert (tmp_path / "roc.png").exists()
