@@ -93,7 +93,7 @@ def draw_overlay(volume: CTVolume, lesion_mask: np.ndarray, lung_mask: np.ndarra
         ax.set_title(f"slice {z}: lesion {burden[z] * volume.voxel_volume_ml:.1f} ml", fontsize=8)
         ax.axis("off")
     call = "POSITIVE" if probability >= bundle.threshold else "negative"
-    fig.suptitle(f"COVID-19 probability {probability:.3f} ({call} at {bundle.threshold:.3f}) — {bundle.name}; "
+    fig.suptitle(f"COVID-19 probability {probability:.4f} ({call} at threshold {bundle.threshold:.4f}) — {bundle.name}; "
                  "for the physician to confirm", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
