@@ -8,6 +8,7 @@ pixel data.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from pathlib import Path
 
 import pydicom
@@ -56,8 +57,7 @@ def read_dicom_file(path: Path, decode_all: bool = False) -> Dataset | None:
                 ds = pydicom.dcmread(fh)
                 short = _short_element(ds)
                 if decode_all:
-                    for _ in ds.iterall():
-                        pass
+                    deque(ds.iterall(), maxlen=0)  # decode every element, nested ones too
     except OSError as exc:
         raise InputError(path, f"cannot read the file ({exc.strerror})") from None
     except Exception as exc:  # pydicom raises many types on corrupt files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -52,10 +53,8 @@ def test_resume_after_interruption_keeps_finished_epochs(tmp_path):
                 raise KeyboardInterrupt  # the machine goes away in the middle of epoch 3
             yield batch
 
-    try:
+    with pytest.raises(KeyboardInterrupt):
         fit(_model(), loss, interrupted_batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=4), tmp_path / "b", progress=False)
-    except KeyboardInterrupt:
-        pass
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
     assert len(state["history"]) == 2  # epochs 1 and 2 were kept
     resumed = fit(_model(), loss, batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=4), tmp_path / "b", progress=False)
