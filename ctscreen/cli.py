@@ -95,6 +95,22 @@ def cmd_train_pairs(args) -> int:
     return 0
 
 
+def cmd_train_seg(args) -> int:
+    from ctscreen.training.config import load_config
+    from ctscreen.training.pairs import prepare_sets, train_segmentation_candidates
+
+    config = load_config(args.config, args.set)
+    _, sets = prepare_sets(args.manifest, args.out, config, args.cache, args.held_out_site)
+    runs = train_segmentation_candidates(sets, config, args.out)
+    _print_result({name: {"validation_dice": run.best_metric, "checkpoint": str(run.checkpoint)} for name, run in runs.items()}, args.json)
+    return 0
+
+
+def cmd_train_cls(args) -> int:
+    args.set = [*args.set, f"segmentation.models=[{args.segmentation}]"]
+    return cmd_train_pairs(args)
+
+
 def cmd_evaluate(args) -> int:
     from ctscreen.errors import InputError
     from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
@@ -146,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     def gaps(sub):
         sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
 
+    def training_options(sub):
+        sub.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
+        sub.add_argument("--out", type=Path, required=True, help="run folder: split, checkpoints, comparison, figures, bundle")
+        sub.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. segmentation.optimiser.epochs=5")
+        sub.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
+        sub.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+        sub.add_argument("--json", action="store_true")
+
     info = add("info", cmd_info, "Describe the CT volume read from a DICOM folder or a NIfTI/NRRD/MHA file.")
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -186,14 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Train every segmentation model, select by validation Dice, train every classifier paired "
                                                "with it, select by validation AUC, evaluate on the test split and write a model bundle.")
     pairs.set_defaults(func=cmd_train_pairs)
-    pairs.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
-    pairs.add_argument("--out", type=Path, required=True, help="folder for checkpoints, comparison table, figures and the bundle")
-    pairs.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
-    pairs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. segmentation.optimiser.epochs=5")
-    pairs.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
-    pairs.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+    training_options(pairs)
     pairs.add_argument("--full-grid", action="store_true", help="pair every classifier with every segmentation model")
-    pairs.add_argument("--json", action="store_true")
 
     evaluate = add("evaluate", cmd_evaluate, "Evaluate a model bundle on a manifest's cases at the bundle's threshold.")
     evaluate.add_argument("--manifest", type=Path, required=True)
@@ -204,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
     evaluate.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     evaluate.add_argument("--json", action="store_true")
+
+    seg = train_verbs.add_parser("seg", help="train the segmentation candidates and rank them by validation Dice")
+    seg.set_defaults(func=cmd_train_seg)
+    training_options(seg)
+    cls = train_verbs.add_parser("cls", help="train the classifiers paired with one segmentation model, evaluate, write the bundle",
+                                 description="Reuses OUT's split and the segmentation model's finished checkpoint from `train seg`.")
+    cls.set_defaults(func=cmd_train_cls, full_grid=False)
+    cls.add_argument("--segmentation", required=True, help="the segmentation model to pair with (e.g. the best of `train seg`)")
+    training_options(cls)
 
     screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")
     screen.add_argument("path", type=Path, help="DICOM folder or image file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,7 @@ def fit(
             if progress:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in record.validation.items() if isinstance(v, float))
                 tqdm.write(f"{description} epoch {epoch}/{optimiser.epochs}: loss {record.loss:.4f}, "
-                           f"{record.samples_per_second:.2f} samples/s" + (f", {shown}" if shown else ""))
+                           f"{record.samples_per_second:.2f} samples/s" + (f", {shown}" if shown else ""), file=sys.stderr)
         if world > 1:
             dist.barrier()
     return TrainingResult(history, best_epoch, best_metric, best if best.exists() else last if last.exists() else None)

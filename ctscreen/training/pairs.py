@@ -32,14 +32,22 @@ def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
-              held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
+def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
+                 held_out_site: str | None = None, progress: bool = True) -> tuple[list[PreparedCase], dict[str, list[PreparedCase]]]:
+    """Preprocessed cases grouped by split; a run folder's ``split.json`` is reused, so steps run one
+    after another (``train seg``, then ``train cls``) see the same sets."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
-    (out_dir / "split.json").write_text(json.dumps(assignment, indent=1, sort_keys=True))
-    preprocessing = PreprocessingParameters(window=config.window)
-    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", preprocessing, progress=progress)
+    split_file = out_dir / "split.json"
+    if split_file.exists():
+        assignment = json.loads(split_file.read_text())
+    else:
+        assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
+        split_file.write_text(json.dumps(assignment, indent=1, sort_keys=True))
+    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", PreprocessingParameters(window=config.window), progress=progress)
+    missing = sorted(c.case_id for c in cases if c.case_id not in assignment)
+    if missing:
+        raise ValueError(f"{split_file} does not place {len(missing)} case(s) of {manifest} ({', '.join(missing[:3])}...): use a new --out")
     sets: dict[str, list[PreparedCase]] = defaultdict(list)
     for case in cases:
         sets[assignment[case.case_id]].append(case)
@@ -47,13 +55,31 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
         if len({c.label for c in sets[name]}) < 2:
             counts = {k: f"{sum(c.label for c in v)} positive / {sum(1 - c.label for c in v)} negative" for k, v in sets.items()}
             raise ValueError(f"the {name} split needs positive and negative cases; the split gave {counts}: add cases")
+    return cases, sets
+
+
+def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: TrainingConfig, out_dir: str | Path,
+                                  progress: bool = True) -> dict:
+    """Every configured segmentation model (a finished checkpoint is reused), ranked by validation Dice."""
+    runs = {
+        name: train_segmentation(name, sets["train"], sets["validation"], config.segmentation, Path(out_dir) / "segmentation", config.seed, progress)
+        for name in config.segmentation.models
+    }
+    summary = {name: {"validation_dice": run.best_metric, "best_epoch": run.best_epoch, "checkpoint": str(run.checkpoint)}
+               for name, run in runs.items()}
+    (Path(out_dir) / "segmentation" / "results.json").write_text(json.dumps(summary, indent=2))
+    return runs
+
+
+def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
+              held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress)
+    preprocessing = PreprocessingParameters(window=config.window)
     test_sets = sorted(k for k in sets if k.startswith("test") and sets[k])
     patch, size, target = patch_size(config.segmentation), input_size(config.classification), config.evaluation.target_sensitivity
 
-    segmentation_runs = {
-        name: train_segmentation(name, sets["train"], sets["validation"], config.segmentation, out_dir / "segmentation", config.seed, progress)
-        for name in config.segmentation.models
-    }
+    segmentation_runs = train_segmentation_candidates(sets, config, out_dir, progress)
     ranked = sorted(segmentation_runs, key=lambda n: segmentation_runs[n].best_metric or -1.0, reverse=True)
     rows, evaluated = [], {}
     for seg_name in ranked if full_grid else ranked[:1]:

@@ -1,0 +1,33 @@
+"""`ctscreen train seg` then `ctscreen train cls`: the pipeline's two training steps on one run folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _ctscreen(*args):
+    return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_seg_then_cls_share_the_split_and_the_checkpoint(trained_pairs, tmp_path):
+    common = ["--manifest", str(trained_pairs["manifest"]), "--out", str(tmp_path), "--cache", str(trained_pairs["root"] / "run" / "cache"),
+              "--set", "segmentation.profile=tiny", "--set", "classification.profile=tiny",
+              "--set", "segmentation.optimiser.epochs=1", "--set", "segmentation.samples_per_case=1",
+              "--set", "classification.optimiser.epochs=1", "--set", "classification.models=[resnet50]",
+              "--set", "evaluation.bootstrap_resamples=100"]
+    seg = _ctscreen("train", "seg", *common, "--set", "segmentation.models=[fcn8s]", "--json")
+    assert seg.returncode == 0, seg.stderr[-2000:]
+    ranked = json.loads((tmp_path / "segmentation" / "results.json").read_text())
+    assert set(ranked) == {"fcn8s"} and ranked["fcn8s"]["validation_dice"] is not None
+    checkpoint = tmp_path / "segmentation" / "fcn8s" / "last.pt"
+    split, stamp = (tmp_path / "split.json").read_text(), checkpoint.stat().st_mtime_ns
+
+    cls = _ctscreen("train", "cls", "--segmentation", "fcn8s", *common, "--json")
+    assert cls.returncode == 0, cls.stderr[-2000:]
+    summary = json.loads(cls.stdout)
+    assert summary["winner"]["segmentation"] == "fcn8s" and summary["winner"]["classification"] == "resnet50"
+    assert checkpoint.stat().st_mtime_ns == stamp  # the finished segmentation model was reused, not retrained
+    assert (tmp_path / "split.json").read_text() == split
+    assert (tmp_path / "bundle" / "bundle.json").exists()
