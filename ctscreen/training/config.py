@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ctscreen.errors import InputError
+from ctscreen.imaging.preprocess import PreprocessingParameters
 
 
 @dataclass
@@ -56,6 +57,11 @@ class TrainingConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def preprocessing(self) -> PreprocessingParameters:
+        """The one place the training configuration decides the preprocessing every step uses."""
+        return PreprocessingParameters(window=self.window)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainingConfig:

@@ -14,7 +14,6 @@ from tqdm import tqdm
 from ctscreen.evaluation.classification import screening_report, threshold_for_sensitivity
 from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
-from ctscreen.imaging.preprocess import PreprocessingParameters
 from ctscreen.inference.bundle import save_bundle
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.manifest import read_manifest
@@ -44,7 +43,7 @@ def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConf
     else:
         assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
         split_file.write_text(json.dumps(assignment, indent=1, sort_keys=True))
-    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", PreprocessingParameters(window=config.window), progress=progress)
+    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", config.preprocessing, progress=progress)
     missing = sorted(c.case_id for c in cases if c.case_id not in assignment)
     if missing:
         raise ValueError(f"{split_file} does not place {len(missing)} case(s) of {manifest} ({', '.join(missing[:3])}...): use a new --out")
@@ -75,7 +74,7 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
               held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress)
-    preprocessing = PreprocessingParameters(window=config.window)
+    preprocessing = config.preprocessing
     test_sets = sorted(k for k in sets if k.startswith("test") and sets[k])
     patch, size, target = patch_size(config.segmentation), input_size(config.classification), config.evaluation.target_sensitivity
 
