@@ -28,7 +28,7 @@ from ctscreen.inference.bundle import load_bundle, set_default_bundle
 from ctscreen.inference.screen import screen_study
 from ctscreen.manifest import PATH_COLUMNS, read_manifest, write_manifest
 from ctscreen.training.cases import cache_path, store
-from ctscreen.training.config import load_config
+from ctscreen.training.config import TrainingConfig, load_config
 from ctscreen.training.pairs import run_pairs
 
 
@@ -50,6 +50,7 @@ def run_demo(out: Path, cases: int = 36, sites: int = 3, seed: int = 0, train: b
     key_file.write_bytes(secrets.token_bytes(32))
     key_file.chmod(0o600)
 
+    config = load_config(None, [*DEMO_TRAINING, f"seed={seed}"])
     rows, shown, deidentified = [], {}, []
     for case in tqdm(read_manifest(manifest_path), desc="de-identify + preprocess", unit="case"):
         study = out / "deidentified" / case["case_id"]
@@ -59,7 +60,7 @@ def run_demo(out: Path, cases: int = 36, sites: int = 3, seed: int = 0, train: b
         volume = load_volume(study)
         truth_lungs = load_volume(case["lung_mask"]).hu > 0
         truth_lesions = load_volume(case["lesion_mask"]).hu > 0
-        prepared = preprocess(volume, lesion_mask=truth_lesions)
+        prepared = preprocess(volume, config.preprocessing, lesion_mask=truth_lesions)
         store(prepared, cache_path(deidentified[-1], out / "models" / "cache", prepared.parameters))
         rows.append(_case_row(case, report.to_dict(), volume, prepared, truth_lungs, truth_lesions))
         shown.setdefault(case["subtype"], (case["case_id"], prepared))
@@ -70,15 +71,14 @@ def run_demo(out: Path, cases: int = 36, sites: int = 3, seed: int = 0, train: b
     summary = _summarise(rows)
     _plot_cases(shown, out / "preprocessed_cases.png")
     if train:
-        summary["models"] = _train_and_screen(out, central_manifest, rows, seed)
+        summary["models"] = _train_and_screen(out, central_manifest, rows, config)
     (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, rows))
     return out / "summary.md"
 
 
-def _train_and_screen(out: Path, manifest: Path, rows: list[dict], seed: int) -> dict:
+def _train_and_screen(out: Path, manifest: Path, rows: list[dict], config: TrainingConfig) -> dict:
     held_out = sorted({r["site"] for r in rows})[-1]
-    config = load_config(None, [*DEMO_TRAINING, f"seed={seed}"])
     result = run_pairs(manifest, out / "models", config, held_out_site=held_out)
     set_default_bundle(result["bundle"])
     study = next(r for r in rows if r["label"] == "positive")
@@ -186,7 +186,8 @@ def _plot_cases(shown: dict[str, tuple[str, PreprocessedCase]], path: Path) -> N
             ax.contour(prepared.lesion_mask[z], levels=[0.5], colors="red", linewidths=0.8)
         ax.set_title(f"{case_id}: {subtype}", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Preprocessed (1 x 1 x 2.5 mm, window [-1024, 350], lung crop)", fontsize=10)
+    spacing = next(iter(shown.values()))[1].parameters.spacing_zyx
+    fig.suptitle(f"Preprocessed ({spacing[2]:g} x {spacing[1]:g} x {spacing[0]:g} mm, window [-1024, 350], lung crop)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

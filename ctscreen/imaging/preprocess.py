@@ -40,6 +40,8 @@ class PreprocessingParameters:
     def __post_init__(self):
         if self.window not in HU_WINDOWS:
             raise ValueError(f"unknown HU window {self.window!r}; choose from {sorted(HU_WINDOWS)}")
+        if len(self.spacing_zyx) != 3 or not all(s > 0 for s in self.spacing_zyx):
+            raise ValueError(f"spacing_zyx must be three positive sizes in mm (z, y, x), got {list(self.spacing_zyx)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,7 +3,6 @@ parameters, so unchanged cases are never preprocessed twice and changed ones alw
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from ctscreen.imaging.preprocess import PreprocessedCase, PreprocessingParameters, preprocess
 from ctscreen.imaging.readers import load_volume
-from ctscreen.manifest import read_manifest
+from ctscreen.manifest import content_digest, read_manifest
 
 
 @dataclass
@@ -27,20 +26,9 @@ class PreparedCase:
     lesion_mask: np.ndarray  # uint8 (zeros where the case has no lesion mask)
 
 
-def _content_hash(paths: list[Path], params: PreprocessingParameters) -> str:
-    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:32]
-
-
 def cache_path(row: dict, cache_dir: Path, params: PreprocessingParameters) -> Path:
     """Where a manifest row's preprocessed arrays live: named by its files' bytes and the parameters."""
-    sources = [Path(row[c]) for c in ("image", "lung_mask", "lesion_mask") if row.get(c)]
-    return Path(cache_dir) / f"{_content_hash(sources, params)}.npz"
+    return Path(cache_dir) / f"{content_digest(row, json.dumps(params.to_dict(), sort_keys=True))}.npz"
 
 
 def store(case: PreprocessedCase, path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ctscreen.errors import InputError
-from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.imaging.preprocess import TARGET_SPACING_ZYX, PreprocessingParameters
 
 
 @dataclass
@@ -51,6 +51,7 @@ class EvaluationConfig:
 class TrainingConfig:
     seed: int = 0
     window: str = "lesion"
+    spacing_zyx: list[float] = field(default_factory=lambda: list(TARGET_SPACING_ZYX))  # working grid, mm
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -61,11 +62,16 @@ class TrainingConfig:
     @property
     def preprocessing(self) -> PreprocessingParameters:
         """The one place the training configuration decides the preprocessing every step uses."""
-        return PreprocessingParameters(window=self.window)
+        return PreprocessingParameters(spacing_zyx=tuple(float(s) for s in self.spacing_zyx), window=self.window)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainingConfig:
     """Defaults, then the ``train`` section of ``path`` (if given), then ``key.sub=value`` overrides."""
+    return load_section(TrainingConfig, "train", path, overrides)
+
+
+def load_section(cls, section: str, path: str | Path | None = None, overrides: list[str] = ()):
+    """A dataclass from the defaults, the ``section`` of the YAML file ``path``, then the overrides."""
     data: dict = {}
     source = Path(path) if path else None
     if source is not None:
@@ -73,7 +79,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
             document = yaml.safe_load(source.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise InputError(source, f"cannot read the configuration ({exc})") from None
-        data = document.get("train", document) if isinstance(document, dict) else {}
+        data = document.get(section, {}) if isinstance(document, dict) else {}
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or not key:
@@ -83,7 +89,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = yaml.safe_load(value)
-    return _build(TrainingConfig, data, source, "")
+    return _build(cls, data, source, "")
 
 
 def _build(cls, data: dict, source, prefix: str):

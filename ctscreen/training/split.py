@@ -33,6 +33,9 @@ def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (
     """case_id -> set name; a held-out site's cases all go to ``test-<site>``."""
     if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    sites = sorted({row["site"] for row in rows})
+    if held_out_site is not None and held_out_site not in sites:
+        raise ValueError(f"held-out site {held_out_site!r} has no case in the manifest; its sites: {', '.join(sites)}")
     assignment: dict[str, str] = {}
     cases_of: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -56,3 +59,30 @@ def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (
             for row in cases_of[patient]:
                 assignment[row["case_id"]] = pattern[(offset + position) % len(pattern)]
     return assignment
+
+
+def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0) -> dict[str, str]:
+    """``assignment`` with the new cases of ``rows`` added, the test set frozen.
+
+    Retraining stages are comparable only on one test set, so cases already placed keep their set and
+    new patients go to training and validation (in the split's 3 : 1 proportion). A new study of a
+    patient already placed joins that patient's set — except a test patient's, which is ``excluded``:
+    it may neither change the test set nor leak the patient into training.
+    """
+    extended = dict(assignment)
+    set_of_patient = {}
+    placed = {row["case_id"]: row for row in rows if row["case_id"] in assignment}
+    for case_id, row in placed.items():
+        set_of_patient[row.get("patient_id") or case_id] = assignment[case_id]
+    new = []
+    for row in rows:
+        if row["case_id"] in assignment:
+            continue
+        known = set_of_patient.get(row.get("patient_id") or row["case_id"])
+        if known is None:
+            new.append(row)
+        else:
+            extended[row["case_id"]] = "excluded" if known.startswith("test") else known
+    if new:
+        extended.update(split_by_patient(new, fractions=(0.75, 0.25, 0.0), seed=seed + len(assignment)))
+    return extended

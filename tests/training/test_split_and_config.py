@@ -6,7 +6,7 @@ import pytest
 
 from ctscreen.errors import InputError
 from ctscreen.training.config import load_config
-from ctscreen.training.split import split_by_patient
+from ctscreen.training.split import extend_split, split_by_patient
 
 
 def _rows():
@@ -41,10 +41,16 @@ def test_split_is_deterministic_and_holds_out_a_site():
     assert "test-b" not in {held[r["case_id"]] for r in rows if r["site"] != "b"}
     with pytest.raises(ValueError, match="sum to 1"):
         split_by_patient(rows, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="'nowhere' has no case"):
+        split_by_patient(rows, held_out_site="nowhere")
 
 
 def test_config_defaults_are_the_papers_and_overrides_apply(tmp_path):
     config = load_config()
+    assert config.preprocessing.spacing_zyx == (2.5, 1.0, 1.0)
+    assert load_config(None, ["spacing_zyx=[5, 2, 2]"]).preprocessing.spacing_zyx == (5.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match="three positive sizes"):
+        load_config(None, ["spacing_zyx=[5, 0, 2]"]).preprocessing
     assert config.segmentation.optimiser.lr == 1e-4 and config.segmentation.optimiser.weight_decay == 5e-4
     assert config.segmentation.models == ["fcn8s", "unet", "vnet", "unetpp"]
     assert config.classification.models == ["resnet50", "dpn92", "inception_v3", "attention_resnet50"]
@@ -63,3 +69,17 @@ def test_config_defaults_are_the_papers_and_overrides_apply(tmp_path):
 def test_bad_overrides_are_named(override, problem):
     with pytest.raises(InputError, match=problem):
         load_config(None, [override])
+
+
+def test_extending_a_split_freezes_the_test_set_and_keeps_patients_together():
+    rows = _rows()
+    first, later = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+    frozen = split_by_patient(first, seed=1)
+    test_patient = next(r for r in first if frozen[r["case_id"]] == "test")
+    train_patient = next(r for r in first if frozen[r["case_id"]] == "train")
+    revisits = [{**test_patient, "case_id": "revisit-test"}, {**train_patient, "case_id": "revisit-train"}]
+    extended = extend_split(frozen, rows + revisits, seed=1)
+    assert {k: v for k, v in extended.items() if k in frozen} == frozen
+    assert {extended[r["case_id"]] for r in later} <= {"train", "validation"}
+    assert {extended[r["case_id"]] for r in later} == {"train", "validation"}
+    assert extended["revisit-test"] == "excluded" and extended["revisit-train"] == "train"
