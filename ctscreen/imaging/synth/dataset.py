@@ -77,20 +77,23 @@ def write_case(spec: CaseSpec, grid: Grid, out_dir: Path) -> dict[str, str]:
 
 
 def generate_dataset(out_dir: str | Path, cases: int, sites: int = 3, seed: int = 0, profile: str = "small",
-                     progress: bool = True) -> Path:
+                     progress: bool = True, first: int = 0) -> Path:
     """Write ``cases`` synthetic chest CT cases from ``sites`` hospitals to an empty ``out_dir``.
 
-    Case i depends only on (seed, i, sites), so a larger dataset extends a smaller one. Returns the
+    Case i depends only on (seed, i, sites), so a larger dataset extends a smaller one, and ``first``
+    starts at case ``first`` — the next batch of the same source, as new cases arrive. Returns the
     manifest's path. Raises ValueError on bad arguments and OutputError when ``out_dir`` is not empty.
     """
     _validate(cases, sites, profile)
+    if not isinstance(first, int) or first < 0:
+        raise ValueError(f"first must be a whole number of at least 0, got {first!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise OutputError(out_dir, "output folder is not empty; choose a new or empty folder so nothing is overwritten")
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = choose_sites(seed, sites)
     rows = []
-    for index in tqdm(range(cases), desc="synthesising cases", unit="case", disable=not progress):
+    for index in tqdm(range(first, first + cases), desc="synthesising cases", unit="case", disable=not progress):
         spec = make_case(seed, index, chosen)
         rows.append(write_case(spec, case_grid(spec, profile), out_dir))
     return write_manifest(rows, out_dir / "manifest.csv")

@@ -38,8 +38,8 @@ def small(tmp_path_factory):
 def tiny_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("synth-tiny")
     runs = {}
-    for name, cases, seed in (("a3", 3, 7), ("a5", 5, 7), ("b2", 2, 8)):
-        generate_dataset(base / name, cases=cases, sites=2, seed=seed, profile="tiny", progress=False)
+    for name, cases, seed, first in (("a3", 3, 7, 0), ("a5", 5, 7, 0), ("b2", 2, 8, 0), ("a3+2", 2, 7, 3)):
+        generate_dataset(base / name, cases=cases, sites=2, seed=seed, profile="tiny", progress=False, first=first)
         runs[name] = base / name
     return runs
 
@@ -119,6 +119,11 @@ def test_same_seed_gives_identical_files_and_a_larger_dataset_extends_a_smaller_
         assert files == sorted(p.relative_to(five) for p in (five / "cases" / case.name).rglob("*") if p.is_file())
         for name in files:
             assert (three / name).read_bytes() == (five / name).read_bytes(), name
+    later = tiny_runs["a3+2"]  # the next batch of the same source: cases 3 and 4
+    assert _rows(later / "manifest.csv") == _rows(five / "manifest.csv")[3:]
+    for case in sorted((later / "cases").iterdir()):
+        for file in (p for p in case.rglob("*") if p.is_file()):
+            assert file.read_bytes() == (five / file.relative_to(later)).read_bytes(), file
 
 
 def test_different_seeds_differ(tiny_runs):
@@ -141,6 +146,7 @@ def test_tiny_profile_grid(tiny_runs):
         ({"cases": 2, "sites": 0}, f"from 1 to {len(SITES)}"),
         ({"cases": 2, "sites": len(SITES) + 1}, f"from 1 to {len(SITES)}"),
         ({"cases": 2, "profile": "huge"}, "choose from full, small, tiny"),
+        ({"cases": 2, "first": -1}, "first must be"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, kwargs, message):
