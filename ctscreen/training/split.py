@@ -64,8 +64,9 @@ def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (
 def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0) -> dict[str, str]:
     """``assignment`` with the new cases of ``rows`` added, the test set frozen.
 
-    Retraining stages are comparable only on one test set, so cases already placed keep their set and
-    new patients go to training and validation (in the split's 3 : 1 proportion). A new study of a
+    Retraining stages are comparable only on one test set, so the first cases are split three ways,
+    and from then on cases already placed keep their set and new patients go to training and
+    validation (in the split's 3 : 1 proportion). A new study of a
     patient already placed joins that patient's set — except a test patient's, which is ``excluded``:
     it may neither change the test set nor leak the patient into training.
     """
@@ -84,5 +85,6 @@ def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0) ->
         else:
             extended[row["case_id"]] = "excluded" if known.startswith("test") else known
     if new:
-        extended.update(split_by_patient(new, fractions=(0.75, 0.25, 0.0), seed=seed + len(assignment)))
+        frozen = any(name == "test" for name in assignment.values())
+        extended.update(split_by_patient(new, fractions=(0.75, 0.25, 0.0) if frozen else (0.6, 0.2, 0.2), seed=seed + len(assignment)))
     return extended

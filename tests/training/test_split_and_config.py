@@ -78,6 +78,7 @@ def test_extending_a_split_freezes_the_test_set_and_keeps_patients_together():
     test_patient = next(r for r in first if frozen[r["case_id"]] == "test")
     train_patient = next(r for r in first if frozen[r["case_id"]] == "train")
     revisits = [{**test_patient, "case_id": "revisit-test"}, {**train_patient, "case_id": "revisit-train"}]
+    assert extend_split({}, first, seed=1) == split_by_patient(first, seed=1)  # the first cases create the test set
     extended = extend_split(frozen, rows + revisits, seed=1)
     assert {k: v for k, v in extended.items() if k in frozen} == frozen
     assert {extended[r["case_id"]] for r in later} <= {"train", "validation"}
