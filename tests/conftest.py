@@ -65,3 +65,22 @@ def trained_pairs(tmp_path_factory):
     held_out = sorted({line.split(",")[2] for line in manifest.read_text().splitlines()[1:]})[0]
     summary = run_pairs(manifest, root / "run", config, held_out_site=held_out, progress=False)
     return {"root": root, "manifest": manifest, "summary": summary, "config": config, "held_out": held_out}
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle(tmp_path_factory) -> Path:
+    """A bundle of freshly initialised tiny networks: for what does not depend on learned weights."""
+    import torch
+
+    from ctscreen.imaging.preprocess import PreprocessingParameters
+    from ctscreen.inference.bundle import save_bundle
+    from ctscreen.models import build_model
+    from ctscreen.models.classification import INPUT_ZYX
+    from ctscreen.models.segmentation import PATCH_ZYX
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("untrained") / "bundle"
+    save_bundle(root, build_model("fcn8s", "tiny"), {"name": "fcn8s", "profile": "tiny", "patch_zyx": list(PATCH_ZYX["tiny"])},
+                build_model("resnet50", "tiny"), {"name": "resnet50", "profile": "tiny", "input_zyx": list(INPUT_ZYX["tiny"])},
+                PreprocessingParameters(), threshold=0.5, metrics={"test": {"auc": 0.5}})
+    return root

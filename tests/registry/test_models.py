@@ -1,0 +1,47 @@
+import mlflow
+import pytest
+
+from ctscreen.registry.models import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, ModelRegistry, RegistryError
+
+
+@pytest.fixture
+def registry(tmp_path, untrained_bundle):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("retrain", artifact_location=str(tmp_path / "artifacts"))
+    runs = []
+    for stage in range(3):
+        with mlflow.start_run(experiment_id=experiment, run_name=f"stage-{stage}") as run:
+            mlflow.log_artifacts(str(untrained_bundle), BUNDLE_ARTIFACT)
+            runs.append(run.info.run_id)
+    return ModelRegistry(uri), runs
+
+
+def test_versions_aliases_promotion_and_rollback(registry, tmp_path):
+    models, runs = registry
+    first = models.register(runs[0], {"dataset_rev": "abc", "gate": "passed"})
+    assert first.version == "1" and first.tags["dataset_rev"] == "abc"
+    with pytest.raises(RegistryError, match="no champion to roll back"):
+        models.rollback()
+    models.promote(first.version)
+    second = models.register(runs[1], {})
+    models.set_challenger(second.version)
+    assert models.alias(CHALLENGER).version == "2" and models.alias(CHAMPION).version == "1"
+    with pytest.raises(RegistryError, match="first champion"):
+        models.rollback()
+    assert models.promote("2").tags["previous_champion"] == "1"
+    third = models.register(runs[2], {})
+    models.promote(third.version)
+    assert [(v.version, v.aliases) for v in models.versions()] == [("1", ()), ("2", (CHALLENGER,)), ("3", (CHAMPION,))]
+    assert models.rollback().version == "2" and models.alias(CHAMPION).version == "2"
+    assert models.rollback().version == "1"
+    with pytest.raises(RegistryError, match="no version 9"):
+        models.promote("9")
+
+
+def test_a_registered_bundle_downloads_and_loads(registry, tmp_path):
+    models, runs = registry
+    version = models.register(runs[0], {})
+    bundle = models.download(version.version, tmp_path / "downloaded")
+    assert bundle.segmentation["name"] == "fcn8s" and bundle.classification["name"] == "resnet50"
+    assert bundle.threshold == 0.5 and (bundle.root / "segmentation.onnx").is_file()
