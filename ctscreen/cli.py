@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ctscreen import __version__
 from ctscreen.errors import CTScreenError
+from ctscreen.home import dataset_dir, dvc_remote, tracking_uri
 
 EXIT_USAGE = 2
 
@@ -114,9 +115,10 @@ def cmd_train_cls(args) -> int:
 def cmd_evaluate(args) -> int:
     from ctscreen.errors import InputError
     from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
-    from ctscreen.inference.bundle import default_bundle, load_bundle
+    from ctscreen.inference.bundle import load_bundle
+    from ctscreen.registry.default import current_default_bundle
 
-    bundle = load_bundle(args.bundle) if args.bundle else default_bundle()
+    bundle = load_bundle(args.bundle) if args.bundle else current_default_bundle()
     case_ids = None
     if args.split:
         try:
@@ -131,13 +133,71 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_screen(args) -> int:
-    from ctscreen.inference.bundle import default_bundle, load_bundle
+    from ctscreen.inference.bundle import load_bundle
     from ctscreen.inference.screen import screen_study
+    from ctscreen.registry.default import current_default_bundle
 
-    bundle = load_bundle(args.bundle) if args.bundle else default_bundle()
+    bundle = load_bundle(args.bundle) if args.bundle else current_default_bundle()
     out = args.out or Path("screening") / Path(args.path).name.split(".")[0]
     result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps)
     _print_result(result, args.json)
+    return 0
+
+
+def cmd_dataset_init(args) -> int:
+    from ctscreen.dataset.repository import DatasetRepository
+
+    repo = DatasetRepository.create(args.dataset, args.remote)
+    _print_result({"dataset": str(repo.root), "remote": str(args.remote), **repo.version()}, args.json)
+    return 0
+
+
+def cmd_dataset_ingest(args) -> int:
+    from ctscreen.dataset.intake import check_intake
+    from ctscreen.dataset.repository import DatasetRepository
+
+    repo = DatasetRepository.open(args.dataset)
+    report = check_intake(args.intake)
+    added = repo.add_cases(report.accepted, message=f"Ingest {args.intake}")
+    for rejected in report.rejected:
+        print(f"rejected {rejected['case_id']}: {rejected['reason']}", file=sys.stderr)
+    _print_result({**added, "rejected": report.rejected}, args.json)
+    return 0
+
+
+def cmd_dataset_version(args) -> int:
+    from ctscreen.dataset.repository import DatasetRepository
+
+    _print_result(DatasetRepository.open(args.dataset).version(args.revision), args.json)
+    return 0
+
+
+def _registry(args):
+    from ctscreen.registry.models import ModelRegistry
+
+    return ModelRegistry(args.tracking_uri)
+
+
+def cmd_registry_list(args) -> int:
+    versions = [v.to_dict() for v in _registry(args).versions()]
+    if args.json:
+        print(json.dumps(versions, indent=2))
+    elif not versions:
+        print(f"no registered versions yet in {args.tracking_uri}")
+    for v in versions if not args.json else ():
+        gate = v["tags"].get("gate", "")
+        print(f"version {v['version']:>3}  {','.join(v['aliases']) or '-':<22} {v['tags'].get('pair', '')}  test AUC "
+              f"{v['tags'].get('test_auc', 'n/a')}  gate {gate}  dataset {v['tags'].get('dataset_rev', '')[:10]}")
+    return 0
+
+
+def cmd_registry_promote(args) -> int:
+    _print_result(_registry(args).promote(args.version).to_dict(), args.json)
+    return 0
+
+
+def cmd_registry_rollback(args) -> int:
+    _print_result(_registry(args).rollback().to_dict(), args.json)
     return 0
 
 
@@ -241,9 +301,47 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--json", action="store_true")
     gaps(screen)
 
+    dataset = add("dataset", None, "The central dataset: a git + DVC repository that intake cases join, versioned.")
+    dataset_verbs = dataset.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def dataset_option(sub):
+        sub.add_argument("--dataset", type=Path, default=dataset_dir(), help=f"dataset repository (default: {dataset_dir()})")
+        sub.add_argument("--json", action="store_true")
+
+    init = dataset_verbs.add_parser("init", help="create an empty dataset repository with a DVC remote")
+    init.set_defaults(func=cmd_dataset_init)
+    init.add_argument("--remote", type=Path, default=dvc_remote(), help=f"DVC remote folder (default: {dvc_remote()})")
+    dataset_option(init)
+    ingest = dataset_verbs.add_parser("ingest", help="check an intake folder's cases and add the accepted ones (rejections with reasons)")
+    ingest.set_defaults(func=cmd_dataset_ingest)
+    ingest.add_argument("intake", type=Path, help="folder with manifest.csv and the cases it lists")
+    dataset_option(ingest)
+    version = dataset_verbs.add_parser("version", help="the dataset version: git revision, DVC hash, case count")
+    version.set_defaults(func=cmd_dataset_version)
+    version.add_argument("--revision", default="HEAD")
+    dataset_option(version)
+
+    registry = add("registry", None, "The model registry (MLflow): registered bundles and the champion/challenger aliases.")
+    registry_verbs = registry.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def registry_option(sub):
+        sub.add_argument("--tracking-uri", default=tracking_uri(), help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in $CTSCREEN_HOME)")
+        sub.add_argument("--json", action="store_true")
+
+    listing = registry_verbs.add_parser("list", help="every registered version with its aliases, pair, test AUC, gate and dataset")
+    listing.set_defaults(func=cmd_registry_list)
+    registry_option(listing)
+    promote = registry_verbs.add_parser("promote", help="make a version the champion (what sites run)")
+    promote.set_defaults(func=cmd_registry_promote)
+    promote.add_argument("version")
+    registry_option(promote)
+    rollback = registry_verbs.add_parser("rollback", help="give the champion alias back to the version it replaced")
+    rollback.set_defaults(func=cmd_registry_rollback)
+    registry_option(rollback)
+
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.add_argument("--cases", type=int, default=36)
+    demo.add_argument("--cases", type=int, default=60)
     demo.add_argument("--sites", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-train", action="store_true", help="stop after preprocessing (no model training)")

@@ -19,8 +19,10 @@ INFO_KEYS = {
 }
 
 
-def ctscreen(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CTSCREEN_DEID_KEY"}
+def ctscreen(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CTSCREEN_DEID_KEY", "MLFLOW_TRACKING_URI")}
+    if home is not None:
+        env["CTSCREEN_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -67,7 +69,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make_input, expected):
 
 
 def test_every_verb_has_help():
-    for verb in ["info", "lungs", "preprocess", "deidentify", "synth", "demo"]:
+    for verb in ["info", "lungs", "preprocess", "deidentify", "synth", "demo", "dataset", "registry"]:
         result = ctscreen(verb, "--help")
         assert result.returncode == 0 and verb in result.stdout
 
@@ -90,3 +92,33 @@ def test_synth_then_deidentify_through_the_cli(tmp_path):
     assert report["n_written"] == len(list(series.iterdir()))
     again = ctscreen("deidentify", str(series), str(tmp_path / "deid"), "--key-file", str(key))
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_dataset_init_ingest_and_version_through_the_cli(tmp_path):
+    from ctscreen.dataset.synthetic import synthetic_intake
+    from tests.dataset.bad_cases import plant_bad_cases
+
+    intake = tmp_path / "intake"
+    synthetic_intake(intake, cases=2, key=b"k" * 32, profile="tiny", progress=False)
+    planted = plant_bad_cases(intake)
+    home = tmp_path / "home"
+    assert ctscreen("dataset", "init", home=home).returncode == 0
+    result = ctscreen("dataset", "ingest", str(intake), "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] == ["case-00000", "case-00001"] and report["version"]["cases"] == 2
+    assert {r["case_id"] for r in report["rejected"]} == set(planted)
+    assert all(f"rejected {case_id}:" in result.stderr for case_id in planted)
+    version = json.loads(ctscreen("dataset", "version", "--json", home=home).stdout)
+    assert version == report["version"]
+    again = ctscreen("dataset", "init", home=home)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_registry_verbs_on_an_empty_registry(tmp_path):
+    listing = ctscreen("registry", "list", home=tmp_path)
+    assert listing.returncode == 0 and "no registered versions yet" in listing.stdout
+    rollback = ctscreen("registry", "rollback", home=tmp_path)
+    assert rollback.returncode == 2 and "no champion to roll back" in rollback.stderr
+    promote = ctscreen("registry", "promote", "3", home=tmp_path)
+    assert promote.returncode == 2 and "no version 3" in promote.stderr

@@ -32,7 +32,7 @@ def evaluate_bundle(bundle: ModelBundle, manifest: str | Path, out_dir: str | Pa
         segmenter, classifier = bundle.networks()
     patch, size = tuple(bundle.segmentation["patch_zyx"]), tuple(bundle.classification["input_zyx"])
     maps = [lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc="segment", unit="case", disable=not progress)]
-    inputs = torch.stack([classifier_input(c.image, m, size) for c, m in zip(cases, maps)])
+    inputs = torch.stack([classifier_input(c.image, m, c.lung_mask, size) for c, m in zip(cases, maps)])
     scores = covid_scores(classifier, inputs)
     labels = [c.label for c in cases]
     report = screening_report(labels, scores, bundle.threshold, [c.site for c in cases], [c.subtype for c in cases], bootstrap_resamples)

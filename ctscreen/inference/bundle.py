@@ -9,7 +9,6 @@ the way it was validated (DESIGN: one MLflow model version = one bundle).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,12 +18,12 @@ from torch import nn
 
 from ctscreen import __version__
 from ctscreen.errors import InputError
+from ctscreen.home import home
 from ctscreen.imaging.preprocess import PreprocessingParameters
 from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
 
 MANIFEST = "bundle.json"
-DEFAULT_POINTER_ENV = "CTSCREEN_HOME"
 
 
 @dataclass
@@ -100,8 +99,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
 
 
 def _pointer() -> Path:
-    home = Path(os.environ.get(DEFAULT_POINTER_ENV, Path.home() / ".ctscreen"))
-    return home / "default-bundle"
+    return home() / "default-bundle"
 
 
 def set_default_bundle(path: str | Path) -> Path:

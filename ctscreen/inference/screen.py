@@ -45,7 +45,7 @@ def screen_study(path: str | Path, bundle: ModelBundle, out_dir: str | Path, bac
     lap("preprocess")
     probability_map = lesion_probability(segmenter, case.image, tuple(bundle.segmentation["patch_zyx"]))
     lap("segment")
-    inputs = classifier_input(case.image, probability_map, tuple(bundle.classification["input_zyx"]))[None]
+    inputs = classifier_input(case.image, probability_map, case.lung_mask, tuple(bundle.classification["input_zyx"]))[None]
     with torch.no_grad():
         logit = classifier(inputs)
     probability = float(torch.sigmoid(logit.float()).reshape(-1)[0])

@@ -24,9 +24,15 @@ def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
     return tuple(config.input_zyx) if config.input_zyx else INPUT_ZYX[config.profile]
 
 
-def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, size_zyx: tuple[int, int, int]) -> torch.Tensor:
-    """(2, D, H, W): the lesion region and its predicted mask, resized together to the model's input."""
-    stacked = torch.from_numpy(np.stack([image, lesion_probability_map]).astype(np.float32))[None]
+def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, lung_mask: np.ndarray,
+                     size_zyx: tuple[int, int, int]) -> torch.Tensor:
+    """(2, D, H, W): the lesion region and its predicted mask, resized together to the model's input.
+
+    Lesions lie in the lungs: what the segmenter finds outside them (heart, chest wall) is left out,
+    as the predicted lesion masks everywhere else are.
+    """
+    lesions = lesion_probability_map * (lung_mask > 0)
+    stacked = torch.from_numpy(np.stack([image, lesions]).astype(np.float32))[None]
     return F.interpolate(stacked, size=size_zyx, mode="trilinear", align_corners=False)[0]
 
 

@@ -84,7 +84,7 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
     for seg_name in ranked if full_grid else ranked[:1]:
         segmenter = load_trained(seg_name, config.segmentation.profile, segmentation_runs[seg_name].checkpoint)
         maps = {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=f"segment with {seg_name}", disable=not progress)}
-        inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], size) for c in v]) for k, v in sets.items()}
+        inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], c.lung_mask, size) for c in v]) for k, v in sets.items()}
         labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items()}
         lesion_dice = {k: mean_lesion_dice([(maps[c.case_id] > 0.5) & (c.lung_mask > 0) for c in sets[k]], [c.lesion_mask for c in sets[k]])
                        for k in test_sets}

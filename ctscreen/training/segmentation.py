@@ -25,7 +25,8 @@ def patch_size(config: SegmentationConfig) -> tuple[int, int, int]:
 
 
 def deep_supervision_loss(weights: list[float]):
-    base = DiceCELoss(to_onehot_y=True, softmax=True)
+    # Dice over the whole batch (as nnU-Net does): a lesion-free patch alone would reward predicting nothing
+    base = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
     def loss(outputs, target: torch.Tensor) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):

@@ -45,3 +45,27 @@ def test_a_registered_bundle_downloads_and_loads(registry, tmp_path):
     bundle = models.download(version.version, tmp_path / "downloaded")
     assert bundle.segmentation["name"] == "fcn8s" and bundle.classification["name"] == "resnet50"
     assert bundle.threshold == 0.5 and (bundle.root / "segmentation.onnx").is_file()
+
+
+def test_the_default_model_is_the_registry_champion_once_there_is_one(tmp_path, monkeypatch, untrained_bundle):
+    from ctscreen.errors import InputError
+    from ctscreen.inference.bundle import set_default_bundle
+    from ctscreen.registry.default import current_default_bundle
+
+    monkeypatch.setenv("CTSCREEN_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(InputError, match="no default model yet"):
+        current_default_bundle()
+    assert not (tmp_path / "mlflow.db").exists()  # asking did not create a registry
+    set_default_bundle(untrained_bundle)
+    assert current_default_bundle().root == untrained_bundle  # the demo's winner
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("x", artifact_location=str(tmp_path / "art"))) as run:
+        mlflow.log_artifacts(str(untrained_bundle), BUNDLE_ARTIFACT)
+    models = ModelRegistry(uri)
+    models.register(run.info.run_id, {})
+    assert current_default_bundle().root == untrained_bundle  # registered but not champion yet
+    models.promote("1")
+    champion = current_default_bundle()
+    assert champion.root == tmp_path / "champion" / "v1" / "bundle" and champion.threshold == 0.5
