@@ -8,6 +8,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -44,9 +45,14 @@ def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConf
         assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
         split_file.write_text(json.dumps(assignment, indent=1, sort_keys=True))
     cases = prepare_cases(manifest, cache_dir or out_dir / "cache", config.preprocessing, progress=progress)
+    return cases, group_by_split(cases, assignment, split_file)
+
+
+def group_by_split(cases: list[PreparedCase], assignment: dict[str, str], source: Path) -> dict[str, list[PreparedCase]]:
+    """Cases by set name; every case must be placed, and training and validation need both labels."""
     missing = sorted(c.case_id for c in cases if c.case_id not in assignment)
     if missing:
-        raise ValueError(f"{split_file} does not place {len(missing)} case(s) of {manifest} ({', '.join(missing[:3])}...): use a new --out")
+        raise ValueError(f"{source} does not place {len(missing)} case(s) ({', '.join(missing[:3])}...): use a new --out")
     sets: dict[str, list[PreparedCase]] = defaultdict(list)
     for case in cases:
         sets[assignment[case.case_id]].append(case)
@@ -54,7 +60,7 @@ def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConf
         if len({c.label for c in sets[name]}) < 2:
             counts = {k: f"{sum(c.label for c in v)} positive / {sum(1 - c.label for c in v)} negative" for k, v in sets.items()}
             raise ValueError(f"the {name} split needs positive and negative cases; the split gave {counts}: add cases")
-    return cases, sets
+    return sets
 
 
 def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: TrainingConfig, out_dir: str | Path,
@@ -70,61 +76,94 @@ def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: T
     return runs
 
 
+def segment_cases(segmenter, cases: list[PreparedCase], patch: tuple[int, int, int], progress: bool = True,
+                  description: str = "segment") -> dict[str, np.ndarray]:
+    """Lesion probability maps of every case, by sliding window."""
+    return {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=description, unit="case", disable=not progress)}
+
+
+def classification_sets(sets: dict[str, list[PreparedCase]], maps: dict[str, np.ndarray], size: tuple[int, int, int]):
+    """Classifier inputs and labels per set, from the segmenter's maps."""
+    inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], c.lung_mask, size) for c in v]) for k, v in sets.items() if v}
+    labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items() if v}
+    return inputs, labels
+
+
+def test_set_names(sets: dict[str, list[PreparedCase]]) -> list[str]:
+    return sorted(k for k in sets if k.startswith("test") and sets[k])
+
+
+def evaluate_pair(segmentation: tuple[str, torch.nn.Module], classification: tuple[str, torch.nn.Module], val_auc: float | None,
+                  maps: dict[str, np.ndarray], inputs: dict, labels: dict, sets: dict[str, list[PreparedCase]], config: TrainingConfig) -> dict:
+    """One trained pair on every set: scores, the validation-chosen threshold, test reports, lesion Dice."""
+    tests = test_set_names(sets)
+    scores = {k: covid_scores(classification[1], inputs[k]) for k in inputs}
+    threshold = threshold_for_sensitivity(labels["validation"].numpy(), scores["validation"], config.evaluation.target_sensitivity)
+    return {
+        "names": (segmentation[0], classification[0]), "segmenter": segmentation[1], "classifier": classification[1],
+        "scores": scores, "maps": maps, "threshold": threshold, "val_auc": val_auc if val_auc is not None else -1.0,
+        "results": {k: screening_report([c.label for c in sets[k]], scores[k], threshold, [c.site for c in sets[k]],
+                                        [c.subtype for c in sets[k]], config.evaluation.bootstrap_resamples) for k in tests},
+        "lesion_dice": {k: mean_lesion_dice([(maps[c.case_id] > 0.5) & (c.lung_mask > 0) for c in sets[k]], [c.lesion_mask for c in sets[k]])
+                        for k in tests},
+    }
+
+
 def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
               held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress)
-    preprocessing = config.preprocessing
-    test_sets = sorted(k for k in sets if k.startswith("test") and sets[k])
-    patch, size, target = patch_size(config.segmentation), input_size(config.classification), config.evaluation.target_sensitivity
+    patch, size = patch_size(config.segmentation), input_size(config.classification)
 
     segmentation_runs = train_segmentation_candidates(sets, config, out_dir, progress)
-    ranked = sorted(segmentation_runs, key=lambda n: segmentation_runs[n].best_metric or -1.0, reverse=True)
-    rows, evaluated = [], {}
+    dice = {n: r.best_metric for n, r in segmentation_runs.items()}
+    ranked = sorted(dice, key=lambda n: dice[n] or -1.0, reverse=True)
+    evaluated = []
     for seg_name in ranked if full_grid else ranked[:1]:
         segmenter = load_trained(seg_name, config.segmentation.profile, segmentation_runs[seg_name].checkpoint)
-        maps = {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=f"segment with {seg_name}", disable=not progress)}
-        inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], c.lung_mask, size) for c in v]) for k, v in sets.items()}
-        labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items()}
-        lesion_dice = {k: mean_lesion_dice([(maps[c.case_id] > 0.5) & (c.lung_mask > 0) for c in sets[k]], [c.lesion_mask for c in sets[k]])
-                       for k in test_sets}
+        maps = segment_cases(segmenter, cases, patch, progress, f"segment with {seg_name}")
+        inputs, labels = classification_sets(sets, maps, size)
         for cls_name in config.classification.models:
             run = train_classification(cls_name, inputs["train"], labels["train"], inputs["validation"], labels["validation"],
                                        config.classification, out_dir / "classification" / seg_name, config.seed, progress)
             classifier = load_trained(cls_name, config.classification.profile, run.checkpoint)
-            scores = {k: covid_scores(classifier, inputs[k]) for k in sets}
-            threshold = threshold_for_sensitivity(labels["validation"].numpy(), scores["validation"], target)
-            results = {k: screening_report([c.label for c in sets[k]], scores[k], threshold, [c.site for c in sets[k]],
-                                           [c.subtype for c in sets[k]], config.evaluation.bootstrap_resamples) for k in test_sets}
-            evaluated[(seg_name, cls_name)] = {"segmenter": segmenter, "classifier": classifier, "scores": scores, "maps": maps,
-                                               "threshold": threshold, "results": results, "lesion_dice": lesion_dice,
-                                               "val_auc": run.best_metric if run.best_metric is not None else -1.0}
-            rows.append({
-                "segmentation": seg_name, "classification": cls_name,
-                "val_dice": segmentation_runs[seg_name].best_metric, "val_auc": run.best_metric, "threshold": threshold,
-                **{f"{k}_{m}": results[k][m] for k in test_sets for m in ("auc", "sensitivity", "specificity")},
-                **{f"{k}_lesion_dice": lesion_dice[k] for k in test_sets},
-            })
+            evaluated.append(evaluate_pair((seg_name, segmenter), (cls_name, classifier), run.best_metric, maps, inputs, labels, sets, config))
+    return report_pairs(evaluated, dice, sets, config, out_dir, {"training_config": config.to_dict(), "manifest": str(manifest)})
 
-    chosen_seg = ranked[0]
-    winner = max((p for p in evaluated if p[0] == chosen_seg), key=lambda p: evaluated[p]["val_auc"])
-    best = evaluated[winner]
+
+def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, list[PreparedCase]],
+                 config: TrainingConfig, out_dir: str | Path, provenance: dict) -> dict:
+    """Select as the paper did (best validation Dice, then best validation AUC with it), write the
+    comparison table, the Figure-2-style plots and the winner's bundle; returns the run's summary."""
+    out_dir = Path(out_dir)
+    tests = test_set_names(sets)
+    chosen_seg = max(segmentation_dice, key=lambda n: segmentation_dice[n] or -1.0)
+    best = max((p for p in evaluated if p["names"][0] == chosen_seg), key=lambda p: p["val_auc"])
+    rows = [{
+        "segmentation": p["names"][0], "classification": p["names"][1], "val_dice": segmentation_dice[p["names"][0]],
+        "val_auc": p["val_auc"], "threshold": p["threshold"],
+        **{f"{k}_{m}": p["results"][k][m] for k in tests for m in ("auc", "sensitivity", "specificity")},
+        **{f"{k}_lesion_dice": p["lesion_dice"][k] for k in tests},
+    } for p in evaluated]
     table_csv, table_md = write_table(rows, out_dir / "comparison")
     figures = {}
-    for k in test_sets:
-        curves = {cls: (labels[k].numpy(), evaluated[(seg, cls)]["scores"][k]) for seg, cls in evaluated if seg == chosen_seg}
+    for k in tests:
+        labels = np.array([c.label for c in sets[k]])
+        curves = {p["names"][1]: (labels, p["scores"][k]) for p in evaluated if p["names"][0] == chosen_seg}
         figures[f"roc_classifiers_{k}"] = str(plot_roc_curves(curves, out_dir / f"figure2a_roc_classifiers_{k}.png",
                                                               f"classifiers paired with {chosen_seg} ({k})"))
         figures[f"examples_{k}"] = str(plot_examples(_examples(sets[k], best, k), out_dir / f"figure2c_examples_{k}.png"))
-    metrics = {k: {**best["results"][k], "lesion_dice": best["lesion_dice"][k]} for k in test_sets}
+    metrics = {k: {**best["results"][k], "lesion_dice": best["lesion_dice"][k]} for k in tests}
     bundle = save_bundle(
-        out_dir / "bundle", best["segmenter"], {"name": winner[0], "profile": config.segmentation.profile, "patch_zyx": list(patch)},
-        best["classifier"], {"name": winner[1], "profile": config.classification.profile, "input_zyx": list(size)},
-        preprocessing, best["threshold"], metrics, {"training_config": config.to_dict(), "manifest": str(manifest)},
+        out_dir / "bundle", best["segmenter"],
+        {"name": best["names"][0], "profile": config.segmentation.profile, "patch_zyx": list(patch_size(config.segmentation))},
+        best["classifier"],
+        {"name": best["names"][1], "profile": config.classification.profile, "input_zyx": list(input_size(config.classification))},
+        config.preprocessing, best["threshold"], metrics, provenance,
     )
     summary = {
-        "winner": {"segmentation": winner[0], "classification": winner[1], "threshold": best["threshold"]},
-        "segmentation_validation_dice": {n: r.best_metric for n, r in segmentation_runs.items()},
+        "winner": {"segmentation": best["names"][0], "classification": best["names"][1], "threshold": best["threshold"]},
+        "segmentation_validation_dice": segmentation_dice,
         "test": metrics,
         "split": {k: len(v) for k, v in sets.items()},
         "comparison": {"csv": str(table_csv), "markdown": str(table_md)},
