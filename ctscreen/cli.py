@@ -201,6 +201,58 @@ def cmd_registry_rollback(args) -> int:
     return 0
 
 
+def _pipeline_arguments(args) -> dict:
+    return {"intake": str(args.intake), "dataset": str(args.dataset), "tracking_uri": args.mlflow_uri,
+            "params": str(args.config) if args.config else None, "overrides": args.set, "gate_overrides": args.gate,
+            "segmentation_models": args.segmentation_models, "classification_models": args.classification_models}
+
+
+def cmd_pipeline_run(args) -> int:
+    from pipelines.runner import run_local
+
+    _print_result(run_local(**_pipeline_arguments(args)), args.json)
+    return 0
+
+
+def cmd_pipeline_compile(args) -> int:
+    from pipelines.runner import compile_pipeline
+
+    print(f"wrote {compile_pipeline(args.out)}")
+    return 0
+
+
+def cmd_pipeline_submit(args) -> int:
+    from pipelines.runner import submit
+
+    arguments = {k: v for k, v in _pipeline_arguments(args).items() if v is not None}
+    arguments["cache"] = args.cache
+    _print_result(submit(args.host, arguments, every=getattr(args, "every", None)), args.json)
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from ctscreen.registry.models import ModelRegistry
+    from pipelines.runner import new_case_count, run_local
+
+    versions = ModelRegistry(args.mlflow_uri).versions()
+    last_rev = versions[-1].tags.get("dataset_rev") if versions else None
+    arrived = new_case_count(args.intake, args.dataset, last_rev)
+    if arrived < args.min_new_cases:
+        _print_result({"started": False, "new_cases": arrived, "min_new_cases": args.min_new_cases}, args.json)
+        return 0
+    _print_result({"started": True, "new_cases": arrived, **run_local(**_pipeline_arguments(args))}, args.json)
+    return 0
+
+
+def cmd_stages_simulate(args) -> int:
+    from pipelines.stages import simulate
+
+    summary = simulate(args.out, args.stages, args.first, args.growth, args.dataset, args.mlflow_uri, args.sites, args.seed, args.profile,
+                       args.set, args.gate, args.config, args.segmentation_models, args.classification_models)
+    _print_result(summary, args.json)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ctscreen.demo import run_demo
 
@@ -338,6 +390,52 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = registry_verbs.add_parser("rollback", help="give the champion alias back to the version it replaced")
     rollback.set_defaults(func=cmd_registry_rollback)
     registry_option(rollback)
+
+    def pipeline_options(sub, intake=True):
+        if intake:
+            sub.add_argument("--intake", type=Path, required=True, help="folder of new de-identified cases (manifest.csv + files)")
+        sub.add_argument("--dataset", type=Path, default=dataset_dir(), help=f"dataset repository (default: {dataset_dir()})")
+        sub.add_argument("--mlflow-uri", default=tracking_uri(), help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in $CTSCREEN_HOME)")
+        sub.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training setting")
+        sub.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="override a gate setting, e.g. auto_promote=true")
+        sub.add_argument("--segmentation-models", nargs="+", help="segmentation candidates (default: all four)")
+        sub.add_argument("--classification-models", nargs="+", help="classification candidates (default: all four)")
+        sub.add_argument("--json", action="store_true")
+
+    pipeline = add("pipeline", None, "The retrain pipeline (Kubeflow Pipelines): run it here, compile it, submit or schedule it on a cluster.")
+    pipeline_verbs = pipeline.add_subparsers(dest="what", required=True, metavar="WHAT")
+    run = pipeline_verbs.add_parser("run", help="run the pipeline on this machine (kfp.local, DVC local remote, MLflow)")
+    run.set_defaults(func=cmd_pipeline_run)
+    pipeline_options(run)
+    compiled = pipeline_verbs.add_parser("compile", help="write the pipeline's IR YAML for a Kubeflow Pipelines cluster")
+    compiled.set_defaults(func=cmd_pipeline_compile)
+    compiled.add_argument("--out", type=Path, default=Path("retrain.yaml"))
+    for verb, help_ in (("submit", "submit one run to a Kubeflow Pipelines endpoint"), ("schedule", "create a recurring run on a Kubeflow Pipelines endpoint")):
+        sub = pipeline_verbs.add_parser(verb, help=help_)
+        sub.set_defaults(func=cmd_pipeline_submit)
+        sub.add_argument("--host", required=True, help="Kubeflow Pipelines API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+        sub.add_argument("--cache", required=True, help="preprocessed-case cache on the cluster's shared volume")
+        if verb == "schedule":
+            sub.add_argument("--every", required=True, help="interval: 30m, 12h, 3d, ...")
+        pipeline_options(sub)
+
+    retrain = add("retrain", cmd_retrain, "Start a pipeline run when enough new QC-passed cases have arrived since the last registered model.")
+    retrain.add_argument("--min-new-cases", type=int, required=True)
+    pipeline_options(retrain)
+
+    stages = add("stages", None, "Retraining stages on the synthetic source and the learning curve they draw.")
+    stages_verbs = stages.add_subparsers(dest="what", required=True, metavar="WHAT")
+    simulate = stages_verbs.add_parser("simulate", help="feed synthetic cases in growing batches, retrain after each, draw the learning curve")
+    simulate.set_defaults(func=cmd_stages_simulate)
+    simulate.add_argument("--out", type=Path, required=True, help="folder for the intakes, learning_curve.png, figure2b_roc_per_stage.png, stages.json")
+    simulate.add_argument("--stages", type=int, default=5)
+    simulate.add_argument("--first", type=int, default=20, help="cases in the first batch")
+    simulate.add_argument("--growth", type=float, default=1.5, help="each batch this many times the last")
+    simulate.add_argument("--sites", type=int, default=3)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--profile", default="small", help="synthetic grid: tiny, small or full")
+    pipeline_options(simulate, intake=False)
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -19,6 +19,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, dpi: int = 110) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def write_table(rows: list[dict], stem: Path) -> tuple[Path, Path]:
     """``stem``.csv and ``stem``.md with one row per pair; floats rounded for reading."""
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -50,11 +58,7 @@ def plot_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_examples(examples: list[dict], path: Path) -> Path:
@@ -73,7 +77,22 @@ def plot_examples(examples: list[dict], path: Path) -> Path:
         ax.set_title(example["title"], fontsize=8)
         ax.axis("off")
     fig.suptitle("predicted lesions in red, annotated lesions in yellow", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
+
+
+def plot_learning_curve(stages: list[dict], path: Path) -> Path:
+    """Test AUC with its 95% CI against training cases, one point per retraining stage (each dict:
+    ``stage``, ``train_cases``, ``auc``, ``auc_ci95``, ``champion``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    x = [s["train_cases"] for s in stages]
+    y = [s["auc"] if s["auc"] is not None else np.nan for s in stages]
+    low = [y_ - (s["auc_ci95"] or [y_, y_])[0] for s, y_ in zip(stages, y)]
+    high = [(s["auc_ci95"] or [y_, y_])[1] - y_ for s, y_ in zip(stages, y)]
+    ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4, label="test AUC (95% CI)")
+    for s, x_, y_ in zip(stages, x, y):
+        ax.annotate(f"stage {s['stage']}" + (" (champion)" if s["champion"] else ""), (x_, y_), textcoords="offset points",
+                    xytext=(4, -12), fontsize=7)
+    ax.set(xlabel="training cases", ylabel="AUC on the frozen test set", ylim=(0, 1.02), title="Learning curve over retraining stages")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(plt, fig, path)

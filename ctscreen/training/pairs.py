@@ -76,6 +76,22 @@ def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: T
     return runs
 
 
+def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, config: TrainingConfig) -> dict[str, list[PreparedCase]]:
+    """The cases of ``manifest`` (preprocessed through ``cache``) grouped by the split file ``assignment``."""
+    return group_by_split(prepare_cases(manifest, cache, config.preprocessing, progress=False),
+                          json.loads(Path(assignment).read_text()), Path(assignment))
+
+
+def save_maps(maps: dict[str, np.ndarray], path: str | Path) -> None:
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **{k: v.astype(np.float16) for k, v in maps.items()})
+
+
+def load_maps(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as stored:
+        return {k: stored[k].astype(np.float32) for k in stored.files}
+
+
 def segment_cases(segmenter, cases: list[PreparedCase], patch: tuple[int, int, int], progress: bool = True,
                   description: str = "segment") -> dict[str, np.ndarray]:
     """Lesion probability maps of every case, by sliding window."""
@@ -154,6 +170,9 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
                                                               f"classifiers paired with {chosen_seg} ({k})"))
         figures[f"examples_{k}"] = str(plot_examples(_examples(sets[k], best, k), out_dir / f"figure2c_examples_{k}.png"))
     metrics = {k: {**best["results"][k], "lesion_dice": best["lesion_dice"][k]} for k in tests}
+    winner_scores = {k: {"case_ids": [c.case_id for c in sets[k]], "labels": [c.label for c in sets[k]],
+                         "scores": [round(float(v), 6) for v in best["scores"][k]]} for k in tests}
+    (out_dir / "scores.json").write_text(json.dumps(winner_scores))  # the winner's ROC per stage (Figure 2b) comes from these
     bundle = save_bundle(
         out_dir / "bundle", best["segmenter"],
         {"name": best["names"][0], "profile": config.segmentation.profile, "patch_zyx": list(patch_size(config.segmentation))},
@@ -168,6 +187,7 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
         "split": {k: len(v) for k, v in sets.items()},
         "comparison": {"csv": str(table_csv), "markdown": str(table_md)},
         "figures": figures,
+        "scores": str(out_dir / "scores.json"),
         "bundle": str(bundle.root),
     }
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2, default=str))

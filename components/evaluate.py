@@ -1,0 +1,51 @@
+"""Step 6: the classifiers paired with the selected segmenter evaluated on every set, the winner
+chosen by validation AUC, its figures on the frozen test set (Figure 2a/2c style) and its bundle."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], maps: Input[Dataset], manifest: Input[Dataset],
+             assignment: Input[Dataset], cache: str, params: str, overrides: list, dataset_version: str,
+             bundle: Output[Model], evaluation: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> str:
+    """Returns the run's summary (winner, test figures, split sizes) as JSON; ``evaluation`` holds the
+    comparison table, the figures and ``results.json``."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ctscreen.training.classification import input_size
+    from ctscreen.training.config import load_config
+    from ctscreen.training.pairs import classification_sets, evaluate_pair, load_maps, load_sets, load_trained, report_pairs
+
+    config = load_config(params or None, overrides)
+    sets = load_sets(manifest.path, assignment.path, cache, config)
+    probability = load_maps(maps.path)
+    inputs, labels = classification_sets(sets, probability, input_size(config.classification))
+    seg_name = segmentation.metadata["name"]
+    segmenter = load_trained(seg_name, config.segmentation.profile, Path(segmentation.path) / segmentation.metadata["checkpoint"])
+    evaluated = [
+        evaluate_pair((seg_name, segmenter),
+                      (c.metadata["name"], load_trained(c.metadata["name"], config.classification.profile, Path(c.path) / c.metadata["checkpoint"])),
+                      c.metadata["validation_auc"], probability, inputs, labels, sets, config)
+        for c in classifiers
+    ]
+    summary = report_pairs(evaluated, {seg_name: segmentation.metadata["validation_dice"]}, sets, config, evaluation.path,
+                           {"training_config": config.to_dict(), "dataset_version": json.loads(dataset_version)})
+    summary["segmentation_validation_dice"] = segmentation.metadata["candidates"]
+    shutil.move(summary["bundle"], bundle.path)
+    summary["bundle"] = bundle.path
+    (Path(evaluation.path) / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+    bundle.metadata.update({"pair": f"{summary['winner']['segmentation']} -> {summary['winner']['classification']}",
+                            "threshold": summary["winner"]["threshold"]})
+    for name, figures in summary["test"].items():
+        for key in ("auc", "sensitivity", "specificity", "lesion_dice"):
+            if figures.get(key) is not None:
+                metrics.log_metric(f"{name}_{key}", figures[key])
+    Path(report.path).write_text(Path(summary["comparison"]["markdown"]).read_text())
+    return json.dumps(summary, default=str)

@@ -1,0 +1,36 @@
+"""Step 7: the challenger against the current champion, both evaluated on the same frozen test set
+(the champion is re-evaluated here, so a grown or changed test set cannot flatter either)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def gate(bundle: Input[Model], manifest: Input[Dataset], assignment: Input[Dataset], cache: str, tracking_uri: str,
+         params: str, gate_overrides: list) -> str:
+    """Returns the decision as JSON: passed, reasons, the champion's version and both test reports."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
+    from ctscreen.evaluation.gate import GatePolicy, decide
+    from ctscreen.inference.bundle import load_bundle
+    from ctscreen.registry.models import CHAMPION, ModelRegistry
+    from ctscreen.training.config import load_section
+
+    policy = load_section(GatePolicy, "gate", params or None, gate_overrides)
+    test = {case for case, name in json.loads(Path(assignment.path).read_text()).items() if name == "test"}
+    with tempfile.TemporaryDirectory() as scratch:
+        challenger = evaluate_bundle(load_bundle(bundle.path), manifest.path, Path(scratch) / "challenger", cache, test, progress=False)
+        current = ModelRegistry(tracking_uri).alias(CHAMPION)
+        champion = None
+        if current is not None:
+            downloaded = ModelRegistry(tracking_uri).download(current.version, Path(scratch) / "champion-bundle")
+            champion = evaluate_bundle(downloaded, manifest.path, Path(scratch) / "champion", cache, test, progress=False)
+    decision = decide(challenger, champion, policy)
+    strip = lambda report: report and {k: v for k, v in report.items() if k not in ("scores", "roc_png", "model")}  # noqa: E731
+    return json.dumps({**decision.to_dict(), "auto_promote": policy.auto_promote, "champion_version": current.version if current else None,
+                       "challenger_test": strip(challenger), "champion_test": strip(champion)}, default=str)

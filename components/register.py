@@ -1,0 +1,40 @@
+"""Step 8: the run in MLflow — one parent run (parameters, dataset and code versions, environment,
+test figures, plots, the bundle) with a nested run per candidate (its per-epoch metrics) — and the
+winning bundle registered as a new version with ``challenger``, and ``champion`` when the gate
+passed and auto-promotion is on."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_candidates: Input[List[Model]],
+             classification_candidates: Input[List[Model]], summary: str, decision: str, dataset_version: str,
+             tracking_uri: str, experiment: str) -> str:
+    """Returns the registered version and the aliases it holds, as JSON."""
+    import json
+
+    from ctscreen.registry.models import CHAMPION, ModelRegistry
+    from ctscreen.registry.tracking import log_retrain_run
+
+    run_id = log_retrain_run(tracking_uri, experiment, json.loads(summary), json.loads(decision), json.loads(dataset_version),
+                             bundle.path, evaluation.path,
+                             [(f"segmentation/{m.metadata['name']}", m.path) for m in segmentation_candidates]
+                             + [(f"classification/{m.metadata['name']}", m.path) for m in classification_candidates])
+    gate = json.loads(decision)
+    registry = ModelRegistry(tracking_uri)
+    test = json.loads(summary)["test"].get("test", {})
+    version = registry.register(run_id, {
+        "pair": bundle.metadata["pair"], "dataset_rev": json.loads(dataset_version)["git_rev"],
+        "data_md5": json.loads(dataset_version)["data_md5"], "test_auc": f"{test.get('auc')}",
+        "gate": "passed" if gate["passed"] else "failed", "gate_reasons": "; ".join(gate["reasons"])[:4900],
+    })
+    registry.set_challenger(version.version)
+    if gate["passed"] and gate["auto_promote"]:
+        registry.promote(version.version)
+    return json.dumps({"version": version.version, "run_id": run_id,
+                       "aliases": list(registry.get(version.version).aliases), "champion": (registry.alias(CHAMPION) or version).version})

@@ -1,0 +1,30 @@
+"""Step 5: one classification candidate trained on the selected segmenter's maps, scored by
+validation AUC (fanned out over every configured classifier with ``dsl.ParallelFor``)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_classification(name: str, segmentation: Input[Model], maps: Input[Dataset], manifest: Input[Dataset],
+                         assignment: Input[Dataset], cache: str, params: str, overrides: list, model: Output[Model]) -> float:
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from ctscreen.training.classification import input_size
+    from ctscreen.training.classification import train_classification as train
+    from ctscreen.training.config import load_config
+    from ctscreen.training.pairs import classification_sets, load_maps, load_sets
+
+    config = load_config(params or None, overrides)
+    sets = load_sets(manifest.path, assignment.path, cache, config)
+    inputs, labels = classification_sets(sets, load_maps(maps.path), input_size(config.classification))
+    run = train(name, inputs["train"], labels["train"], inputs["validation"], labels["validation"], config.classification, model.path, config.seed)
+    auc = run.best_metric if run.best_metric is not None else -1.0
+    (Path(model.path) / "history.json").write_text(json.dumps([asdict(e) for e in run.history]))
+    model.metadata.update({"name": name, "segmentation": segmentation.metadata["name"], "validation_auc": auc,
+                           "checkpoint": str(run.checkpoint.relative_to(model.path))})
+    return auc

@@ -1,0 +1,61 @@
+"""The retrain pipeline (Kubeflow Pipelines v2): version the new data, preprocess, split with a
+frozen test set, train the segmentation candidates in parallel and select by validation Dice, train
+the classifiers paired with it in parallel and select by validation AUC, evaluate on the frozen test
+set, gate against the champion, and register the winner in MLflow.
+
+The dataset version flows from ``ingest`` into every later step as an input, so a cached step never
+serves results computed for other data. Resource requests are for a cluster; ``kfp.local`` ignores them.
+"""
+
+from kfp import dsl
+
+from components.evaluate import evaluate
+from components.gate import gate
+from components.ingest import ingest
+from components.preprocess import preprocess
+from components.register import register
+from components.select_segmentation import select_segmentation
+from components.split import split
+from components.train_classification import train_classification
+from components.train_segmentation import train_segmentation
+
+SEGMENTATION_MODELS = ["fcn8s", "unet", "vnet", "unetpp"]
+CLASSIFICATION_MODELS = ["resnet50", "dpn92", "inception_v3", "attention_resnet50"]
+
+
+def _gpu(task: dsl.PipelineTask, memory: str) -> dsl.PipelineTask:
+    return task.set_cpu_request("4").set_memory_request(memory).set_memory_limit(memory).set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+
+
+def _cpu(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4G") -> dsl.PipelineTask:
+    return task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+
+
+@dsl.pipeline(name="ctscreen-retrain", description="Version new cases, train and compare the segmentation -> classification pairs, "
+                                                   "gate against the champion, register the winner.")
+def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, params: str = "", overrides: list = [],  # noqa: B006
+            gate_overrides: list = [], segmentation_models: list = SEGMENTATION_MODELS,  # noqa: B006
+            classification_models: list = CLASSIFICATION_MODELS, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
+    ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed))
+    version = ingested.outputs["dataset_version"]
+    prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, params=params, overrides=overrides), "2", "8G")
+    placed = _cpu(split(dataset=dataset, dataset_version=version, manifest=prepared.outputs["manifest"]))
+    common = {"manifest": prepared.outputs["manifest"], "cache": cache, "params": params, "overrides": overrides}
+
+    with dsl.ParallelFor(segmentation_models) as name:
+        segmenter = _gpu(train_segmentation(name=name, assignment=placed.outputs["assignment"], **common), "32G")
+    chosen = _gpu(select_segmentation(candidates=dsl.Collected(segmenter.outputs["model"]), **common), "16G")
+
+    with dsl.ParallelFor(classification_models) as name:
+        classifier = _gpu(train_classification(name=name, segmentation=chosen.outputs["chosen"], maps=chosen.outputs["maps"],
+                                               assignment=placed.outputs["assignment"], **common), "16G")
+    evaluated = _gpu(evaluate(segmentation=chosen.outputs["chosen"], classifiers=dsl.Collected(classifier.outputs["model"]),
+                              maps=chosen.outputs["maps"], assignment=placed.outputs["assignment"], dataset_version=version, **common), "16G")
+    decided = _gpu(gate(bundle=evaluated.outputs["bundle"], manifest=prepared.outputs["manifest"], assignment=placed.outputs["assignment"],
+                        cache=cache, tracking_uri=tracking_uri, params=params, gate_overrides=gate_overrides), "16G")
+    registered = _cpu(register(bundle=evaluated.outputs["bundle"], evaluation=evaluated.outputs["evaluation"],
+                               segmentation_candidates=dsl.Collected(segmenter.outputs["model"]),
+                               classification_candidates=dsl.Collected(classifier.outputs["model"]),
+                               summary=evaluated.outputs["Output"], decision=decided.output, dataset_version=version,
+                               tracking_uri=tracking_uri, experiment=experiment))
+    return registered.output

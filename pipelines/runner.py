@@ -1,0 +1,91 @@
+"""Running the retrain pipeline: on this machine with ``kfp.local`` (the embedded default: a DVC local
+remote, MLflow on SQLite, nothing to start by hand), or on a Kubeflow Pipelines cluster from the
+compiled IR YAML — once, or as a recurring run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from kfp import compiler
+
+from ctscreen.dataset.intake import check_intake
+from ctscreen.dataset.repository import DatasetRepository
+from ctscreen.home import dvc_remote, home
+from ctscreen.manifest import read_manifest
+from pipelines.retrain import retrain
+
+EVERY = re.compile(r"^(\d+)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
+              overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
+              classification_models: list[str] | None = None, seed: int = 0) -> dict:
+    """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote) on first use."""
+    from kfp import local
+
+    dataset = Path(dataset)
+    if not (dataset / ".dvc").exists():
+        DatasetRepository.create(dataset, dvc_remote())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"))
+    arguments = {
+        "intake": str(Path(intake).resolve()), "dataset": str(dataset.resolve()), "cache": str((home() / "cache").resolve()),
+        "tracking_uri": tracking_uri, "params": str(Path(params).resolve()) if params else "", "overrides": list(overrides),
+        "gate_overrides": list(gate_overrides), "seed": seed,
+    }
+    if segmentation_models:
+        arguments["segmentation_models"] = list(segmentation_models)
+    if classification_models:
+        arguments["classification_models"] = list(classification_models)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # kfp.local reports progress on stdout; keep stdout for results
+        result = json.loads(retrain(**arguments).output)
+    return {**result, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def compile_pipeline(out: str | Path) -> Path:
+    """The pipeline as Kubeflow Pipelines IR YAML, for a cluster."""
+    compiler.Compiler().compile(retrain, str(out))
+    return Path(out)
+
+
+def interval_seconds(every: str) -> int:
+    """``30m``, ``12h``, ``3d`` -> seconds."""
+    match = EVERY.match(every.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"--every {every!r}: give a positive whole number with s, m, h or d, e.g. 3d")
+    return int(match.group(1)) * SECONDS[match.group(2)]
+
+
+def submit(host: str, arguments: dict, experiment: str = "ctscreen-retrain", every: str | None = None) -> dict:
+    """Submits the compiled pipeline to a Kubeflow Pipelines endpoint, once or every ``every``."""
+    import tempfile
+
+    from kfp import Client
+
+    client = Client(host=host)
+    with tempfile.TemporaryDirectory() as scratch:
+        package = compile_pipeline(Path(scratch) / "retrain.yaml")
+        if every is None:
+            run = client.create_run_from_pipeline_package(str(package), arguments=arguments, experiment_name=experiment)
+            return {"run_id": run.run_id}
+        experiment_id = client.create_experiment(experiment).experiment_id
+        recurring = client.create_recurring_run(experiment_id, f"{experiment} every {every}", interval_second=interval_seconds(every),
+                                                params=arguments, pipeline_package_path=str(package))
+        return {"recurring_run_id": recurring.recurring_run_id, "interval_seconds": interval_seconds(every)}
+
+
+def new_case_count(intake: str | Path, dataset: str | Path, last_registered_rev: str | None) -> int:
+    """Cases that arrived since the last registered model: accepted intake cases the dataset lacks,
+    plus cases the dataset gained after that model's data version."""
+    repo = DatasetRepository.open(dataset) if (Path(dataset) / ".dvc").exists() else None
+    known = {r["case_id"] for r in read_manifest(repo.root / "manifest.csv", check_labels=False)} if repo else set()
+    arriving = sum(r["case_id"] not in known for r in check_intake(intake).accepted)
+    seen = repo.version(last_registered_rev)["cases"] if repo and last_registered_rev else 0
+    return arriving + len(known) - seen

@@ -1,0 +1,99 @@
+"""The retrain pipeline end to end with kfp.local, twice — a first stage, then a second after new
+cases arrive — on a tiny synthetic dataset with planted bad cases; and its compiled IR."""
+
+import json
+import secrets
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from ctscreen.dataset.repository import DatasetRepository
+from ctscreen.dataset.synthetic import synthetic_intake
+from ctscreen.registry.models import CHALLENGER, CHAMPION, ModelRegistry
+from pipelines.runner import compile_pipeline, run_local
+from tests.dataset.bad_cases import plant_bad_cases
+
+TINY = ["spacing_zyx=[5.0, 4.0, 4.0]", "segmentation.profile=tiny", "classification.profile=tiny", "segmentation.optimiser.epochs=2",
+        "segmentation.samples_per_case=1", "classification.optimiser.epochs=2", "evaluation.bootstrap_resamples=50"]
+MODELS = {"segmentation_models": ["fcn8s", "unet"], "classification_models": ["resnet50", "inception_v3"]}
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CTSCREEN_HOME", str(root / "home"))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    key, uri = secrets.token_bytes(32), f"sqlite:///{root / 'home' / 'mlflow.db'}"
+    (root / "home").mkdir()
+    runs, versions, splits = [], [], []
+    for stage, (first, count) in enumerate(((0, 14), (14, 6))):
+        intake = root / f"intake-{stage}"
+        synthetic_intake(intake, cases=count, key=key, profile="tiny", first=first, progress=False)
+        planted = plant_bad_cases(intake) if stage == 0 else {}
+        runs.append(run_local(intake, root / "home" / "dataset", uri, overrides=TINY,
+                              gate_overrides=["min_sensitivity=0.0", "auto_promote=true"], **MODELS) | {"planted": planted})
+        repo = DatasetRepository.open(root / "home" / "dataset")
+        versions.append(repo.version())
+        splits.append(repo.split_at("HEAD"))
+    yield root, uri, runs, versions, splits
+    patch.undo()
+
+
+def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
+    _, _, _, versions, splits = stages
+    assert versions[0]["cases"] == 14 and versions[1]["cases"] == 20
+    assert versions[0]["data_md5"] != versions[1]["data_md5"] and versions[0]["git_rev"] != versions[1]["git_rev"]
+    tests = [{k for k, v in split.items() if v == "test"} for split in splits]
+    assert tests[0] and tests[0] == tests[1]
+
+
+def test_planted_bad_cases_are_rejected_with_reasons(stages):
+    root, _, runs, _, _ = stages
+    report = next((root / "home" / "pipeline-root").glob("ctscreen-retrain-*/ingest/rejected")).read_text()
+    for case_id, reason in runs[0]["planted"].items():
+        assert f"| {case_id} | " in report and reason in report
+
+
+def test_mlflow_holds_nested_runs_with_metrics_plots_and_the_bundle(stages):
+    _, uri, runs, versions, _ = stages
+    client = MlflowClient(uri)
+    parent = client.get_run(runs[1]["run_id"])
+    assert parent.data.tags["dataset.git_rev"] == versions[1]["git_rev"] and parent.data.tags["dataset.data_md5"] == versions[1]["data_md5"]
+    assert "test_auc" in parent.data.metrics and "segmentation.optimiser.lr" in parent.data.params
+    assert parent.data.tags["code.version"] and parent.data.tags["env.torch"]
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["candidate"] for c in children) == ["classification/inception_v3", "classification/resnet50",
+                                                                  "segmentation/fcn8s", "segmentation/unet"]
+    losses = client.get_metric_history(children[0].info.run_id, "loss")
+    assert [m.step for m in losses] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)} | {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {"bundle", "gate.json", "evaluation/figure2a_roc_classifiers_test.png", "evaluation/comparison.md"} <= artifacts
+
+
+def test_registered_versions_carry_the_aliases_the_gate_decided(stages):
+    _, uri, runs, versions, _ = stages
+    registry = ModelRegistry(uri)
+    first, second = registry.get(runs[0]["version"]), registry.get(runs[1]["version"])
+    assert (first.version, second.version) == ("1", "2")
+    assert first.tags["gate"] == "passed" and first.tags["dataset_rev"] == versions[0]["git_rev"]
+    assert CHALLENGER in second.aliases
+    champion = "2" if second.tags["gate"] == "passed" else "1"
+    assert registry.alias(CHAMPION).version == champion == runs[1]["champion"]
+    assert second.tags["gate_reasons"]
+
+
+def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
+    ir = yaml.safe_load(compile_pipeline(tmp_path / "retrain.yaml").read_text())
+    executors = ir["deploymentSpec"]["executors"]
+    assert {f"exec-{s}" for s in ("ingest", "preprocess", "split", "train-segmentation", "select-segmentation", "train-classification",
+                                  "evaluate", "gate", "register")} == set(executors)
+    for step in ("train-segmentation", "train-classification"):
+        resources = executors[f"exec-{step}"]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu" and resources["resourceMemoryRequest"]
+    assert executors["exec-ingest"]["container"]["image"].startswith("ghcr.io/ctscreen/ctscreen")
+    loops = [t for t in ir["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
+    assert len(loops) == 2  # segmentation and classification candidates in parallel
+    assert json.dumps(ir).count("dataset_version") > 5  # the data version is an explicit input of the later steps
