@@ -28,13 +28,10 @@ def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_cand
     gate = json.loads(decision)
     registry = ModelRegistry(tracking_uri)
     test = json.loads(summary)["test"].get("test", {})
-    version = registry.register(run_id, {
+    version = registry.release_candidate(run_id, {
         "pair": bundle.metadata["pair"], "dataset_rev": json.loads(dataset_version)["git_rev"],
         "data_md5": json.loads(dataset_version)["data_md5"], "test_auc": f"{test.get('auc')}",
         "gate": "passed" if gate["passed"] else "failed", "gate_reasons": "; ".join(gate["reasons"])[:4900],
-    })
-    registry.set_challenger(version.version)
-    if gate["passed"] and gate["auto_promote"]:
-        registry.promote(version.version)
+    }, promote=gate["passed"] and gate["auto_promote"])
     return json.dumps({"version": version.version, "run_id": run_id,
                        "aliases": list(registry.get(version.version).aliases), "champion": (registry.alias(CHAMPION) or version).version})

@@ -36,7 +36,8 @@ def _cpu(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4G") -> dsl.Pipe
 def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, params: str = "", overrides: list = [],  # noqa: B006
             gate_overrides: list = [], segmentation_models: list = SEGMENTATION_MODELS,  # noqa: B006
             classification_models: list = CLASSIFICATION_MODELS, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
-    ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed))
+    # ingest, gate and register read or change state outside their inputs (intake, registry): never cached
+    ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed)).set_caching_options(False)
     version = ingested.outputs["dataset_version"]
     prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, params=params, overrides=overrides), "2", "8G")
     placed = _cpu(split(dataset=dataset, dataset_version=version, manifest=prepared.outputs["manifest"]))
@@ -52,10 +53,10 @@ def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, params: st
     evaluated = _gpu(evaluate(segmentation=chosen.outputs["chosen"], classifiers=dsl.Collected(classifier.outputs["model"]),
                               maps=chosen.outputs["maps"], assignment=placed.outputs["assignment"], dataset_version=version, **common), "16G")
     decided = _gpu(gate(bundle=evaluated.outputs["bundle"], manifest=prepared.outputs["manifest"], assignment=placed.outputs["assignment"],
-                        cache=cache, tracking_uri=tracking_uri, params=params, gate_overrides=gate_overrides), "16G")
+                        cache=cache, tracking_uri=tracking_uri, params=params, gate_overrides=gate_overrides), "16G").set_caching_options(False)
     registered = _cpu(register(bundle=evaluated.outputs["bundle"], evaluation=evaluated.outputs["evaluation"],
                                segmentation_candidates=dsl.Collected(segmenter.outputs["model"]),
                                classification_candidates=dsl.Collected(classifier.outputs["model"]),
                                summary=evaluated.outputs["Output"], decision=decided.output, dataset_version=version,
-                               tracking_uri=tracking_uri, experiment=experiment))
+                               tracking_uri=tracking_uri, experiment=experiment)).set_caching_options(False)
     return registered.output

@@ -33,7 +33,8 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
     dataset = Path(dataset)
     if not (dataset / ".dvc").exists():
         DatasetRepository.create(dataset, dvc_remote())
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"))
+    # cached steps are keyed by their inputs, the dataset version among them: a second run on the same data reuses them
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"), enable_caching=True)
     arguments = {
         "intake": str(Path(intake).resolve()), "dataset": str(dataset.resolve()), "cache": str((home() / "cache").resolve()),
         "tracking_uri": tracking_uri, "params": str(Path(params).resolve()) if params else "", "overrides": list(overrides),

@@ -56,6 +56,22 @@ class ModelRegistry:
                                                    tags={k: str(v) for k, v in tags.items()})
         return self.get(str(created.version))
 
+    def release_candidate(self, run_id: str, tags: dict[str, str], promote: bool) -> RegisteredVersion:
+        """Register the run's bundle and move ``challenger`` (and ``champion`` when ``promote``) to it
+        as one step: if any part fails, the new version is removed and ``challenger`` restored."""
+        previous = self.alias(CHALLENGER)
+        created = self.register(run_id, tags)
+        try:
+            self.set_challenger(created.version)
+            if promote:
+                self.promote(created.version)  # moves champion last: a failure before leaves it in place
+        except Exception:
+            self.client.delete_model_version(self.name, created.version)
+            if previous is not None:
+                self.client.set_registered_model_alias(self.name, CHALLENGER, previous.version)
+            raise
+        return self.get(created.version)
+
     def versions(self) -> list[RegisteredVersion]:
         found = self.client.search_model_versions(f"name = '{self.name}'")  # its results carry no aliases
         return [self.get(v) for v in sorted((str(v.version) for v in found), key=int)]

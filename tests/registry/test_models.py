@@ -69,3 +69,18 @@ def test_the_default_model_is_the_registry_champion_once_there_is_one(tmp_path, 
     models.promote("1")
     champion = current_default_bundle()
     assert champion.root == tmp_path / "champion" / "v1" / "bundle" and champion.threshold == 0.5
+
+
+def test_a_failed_release_leaves_no_half_registered_version_and_no_alias_moved(registry, monkeypatch):
+    models, runs = registry
+    models.release_candidate(runs[0], {}, promote=True)
+    models.release_candidate(runs[1], {}, promote=False)
+    before = [(v.version, v.aliases) for v in models.versions()]
+
+    def broken_promote(version):
+        raise RuntimeError("registry went away")
+
+    monkeypatch.setattr(models, "promote", broken_promote)  # a fault in the last step of the release
+    with pytest.raises(RuntimeError, match="went away"):
+        models.release_candidate(runs[2], {}, promote=True)
+    assert [(v.version, v.aliases) for v in models.versions()] == before == [("1", (CHAMPION,)), ("2", (CHALLENGER,))]
