@@ -11,7 +11,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], maps: Input[Dataset], manifest: Input[Dataset],
-             assignment: Input[Dataset], cache: str, params: str, overrides: list, dataset_version: str,
+             assignment: Input[Dataset], cache: str, config: str, dataset_version: str,
              bundle: Output[Model], evaluation: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> str:
     """Returns the run's summary (winner, test figures, split sizes) as JSON; ``evaluation`` holds the
     comparison table, the figures and ``results.json``."""
@@ -20,10 +20,10 @@ def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], maps: 
     from pathlib import Path
 
     from ctscreen.training.classification import input_size
-    from ctscreen.training.config import load_config
+    from ctscreen.training.config import TrainingConfig, from_settings
     from ctscreen.training.pairs import classification_sets, evaluate_pair, load_maps, load_sets, load_trained, report_pairs
 
-    config = load_config(params or None, overrides)
+    config = from_settings(TrainingConfig, json.loads(config))
     sets = load_sets(manifest.path, assignment.path, cache, config)
     probability = load_maps(maps.path)
     inputs, labels = classification_sets(sets, probability, input_size(config.classification))

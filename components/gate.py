@@ -9,7 +9,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def gate(bundle: Input[Model], manifest: Input[Dataset], assignment: Input[Dataset], cache: str, tracking_uri: str,
-         params: str, gate_overrides: list) -> str:
+         policy: str) -> str:
     """Returns the decision as JSON: passed, reasons, the champion's version and both test reports."""
     import json
     import tempfile
@@ -19,9 +19,9 @@ def gate(bundle: Input[Model], manifest: Input[Dataset], assignment: Input[Datas
     from ctscreen.evaluation.gate import GatePolicy, decide
     from ctscreen.inference.bundle import load_bundle
     from ctscreen.registry.models import CHAMPION, ModelRegistry
-    from ctscreen.training.config import load_section
+    from ctscreen.training.config import from_settings
 
-    policy = load_section(GatePolicy, "gate", params or None, gate_overrides)
+    policy = from_settings(GatePolicy, json.loads(policy))
     test = {case for case, name in json.loads(Path(assignment.path).read_text()).items() if name == "test"}
     with tempfile.TemporaryDirectory() as scratch:
         challenger = evaluate_bundle(load_bundle(bundle.path), manifest.path, Path(scratch) / "challenger", cache, test, progress=False)

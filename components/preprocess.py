@@ -8,19 +8,19 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def preprocess(dataset: str, dataset_version: str, cache: str, params: str, overrides: list, manifest: Output[Dataset]) -> int:
+def preprocess(dataset: str, dataset_version: str, cache: str, config: str, manifest: Output[Dataset]) -> int:
     """Returns how many cases the cache did not hold yet."""
     import json
 
     from ctscreen.dataset.repository import DatasetRepository
     from ctscreen.manifest import read_manifest
     from ctscreen.training.cases import cache_path, prepare_cases
-    from ctscreen.training.config import load_config
+    from ctscreen.training.config import TrainingConfig, from_settings
 
     version = json.loads(dataset_version)
     DatasetRepository.open(dataset).manifest_at(version["git_rev"], manifest.path)
-    config = load_config(params or None, overrides)
+    config = from_settings(TrainingConfig, json.loads(config))
     new = sum(not cache_path(row, cache, config.preprocessing).exists() for row in read_manifest(manifest.path))
     prepare_cases(manifest.path, cache, config.preprocessing)
-    manifest.metadata.update({"cases": version["cases"], "git_rev": version["git_rev"], "data_md5": version["data_md5"]})
+    manifest.metadata.update({"cases": str(version["cases"]), "git_rev": version["git_rev"], "data_md5": str(version["data_md5"])})
     return new

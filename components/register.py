@@ -18,6 +18,7 @@ def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_cand
     """Returns the registered version and the aliases it holds, as JSON."""
     import json
 
+    from ctscreen.inference.bundle import bundle_digest
     from ctscreen.registry.models import CHAMPION, ModelRegistry
     from ctscreen.registry.tracking import log_retrain_run
 
@@ -32,6 +33,7 @@ def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_cand
         "pair": bundle.metadata["pair"], "dataset_rev": json.loads(dataset_version)["git_rev"],
         "data_md5": json.loads(dataset_version)["data_md5"], "test_auc": f"{test.get('auc')}",
         "gate": "passed" if gate["passed"] else "failed", "gate_reasons": "; ".join(gate["reasons"])[:4900],
+        "bundle_sha256": bundle_digest(bundle.path),
     }, promote=gate["passed"] and gate["auto_promote"])
     return json.dumps({"version": version.version, "run_id": run_id,
                        "aliases": list(registry.get(version.version).aliases), "champion": (registry.alias(CHAMPION) or version).version})

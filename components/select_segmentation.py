@@ -10,17 +10,18 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def select_segmentation(candidates: Input[List[Model]], manifest: Input[Dataset], cache: str, params: str, overrides: list,
+def select_segmentation(candidates: Input[List[Model]], manifest: Input[Dataset], cache: str, config: str,
                         chosen: Output[Model], maps: Output[Dataset]) -> str:
+    import json
     import shutil
     from pathlib import Path
 
     from ctscreen.training.cases import prepare_cases
-    from ctscreen.training.config import load_config
+    from ctscreen.training.config import TrainingConfig, from_settings
     from ctscreen.training.pairs import load_trained, save_maps, segment_cases
     from ctscreen.training.segmentation import patch_size
 
-    config = load_config(params or None, overrides)
+    config = from_settings(TrainingConfig, json.loads(config))
     best = max(candidates, key=lambda m: m.metadata["validation_dice"])
     shutil.copytree(best.path, chosen.path)
     chosen.metadata.update(best.metadata)

@@ -9,17 +9,17 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_classification(name: str, segmentation: Input[Model], maps: Input[Dataset], manifest: Input[Dataset],
-                         assignment: Input[Dataset], cache: str, params: str, overrides: list, model: Output[Model]) -> float:
+                         assignment: Input[Dataset], cache: str, config: str, model: Output[Model]) -> float:
     import json
     from dataclasses import asdict
     from pathlib import Path
 
     from ctscreen.training.classification import input_size
     from ctscreen.training.classification import train_classification as train
-    from ctscreen.training.config import load_config
+    from ctscreen.training.config import TrainingConfig, from_settings
     from ctscreen.training.pairs import classification_sets, load_maps, load_sets
 
-    config = load_config(params or None, overrides)
+    config = from_settings(TrainingConfig, json.loads(config))
     sets = load_sets(manifest.path, assignment.path, cache, config)
     inputs, labels = classification_sets(sets, load_maps(maps.path), input_size(config.classification))
     run = train(name, inputs["train"], labels["train"], inputs["validation"], labels["validation"], config.classification, model.path, config.seed)

@@ -108,7 +108,10 @@ def cmd_train_seg(args) -> int:
 
 
 def cmd_train_cls(args) -> int:
-    args.set = [*args.set, f"segmentation.models=[{args.segmentation}]"]
+    from ctscreen.training.pairs import best_segmentation
+
+    chosen = best_segmentation(args.out) if args.segmentation == "best" else args.segmentation
+    args.set = [*args.set, f"segmentation.models=[{chosen}]"]
     return cmd_train_pairs(args)
 
 
@@ -222,10 +225,10 @@ def cmd_pipeline_compile(args) -> int:
 
 
 def cmd_pipeline_submit(args) -> int:
-    from pipelines.runner import submit
+    from pipelines.runner import pipeline_arguments, submit
 
-    arguments = {k: v for k, v in _pipeline_arguments(args).items() if v is not None}
-    arguments["cache"] = args.cache
+    local = _pipeline_arguments(args)
+    arguments = pipeline_arguments(local.pop("intake"), local.pop("dataset"), args.cache, local.pop("tracking_uri"), **local)
     _print_result(submit(args.host, arguments, every=getattr(args, "every", None)), args.json)
     return 0
 
@@ -342,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     cls = train_verbs.add_parser("cls", help="train the classifiers paired with one segmentation model, evaluate, write the bundle",
                                  description="Reuses OUT's split and the segmentation model's finished checkpoint from `train seg`.")
     cls.set_defaults(func=cmd_train_cls, full_grid=False)
-    cls.add_argument("--segmentation", required=True, help="the segmentation model to pair with (e.g. the best of `train seg`)")
+    cls.add_argument("--segmentation", required=True, help="the segmentation model to pair with, or `best`: the best of `train seg` in OUT")
     training_options(cls)
 
     screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")

@@ -3,8 +3,9 @@ frozen test set, train the segmentation candidates in parallel and select by val
 the classifiers paired with it in parallel and select by validation AUC, evaluate on the frozen test
 set, gate against the champion, and register the winner in MLflow.
 
-The dataset version flows from ``ingest`` into every later step as an input, so a cached step never
-serves results computed for other data. Resource requests are for a cluster; ``kfp.local`` ignores them.
+The dataset version flows from ``ingest`` into every later step as an input, and the training
+configuration and gate policy are passed by value (JSON), so a cached step never serves results
+computed for other data or other settings. Resource requests are for a cluster; ``kfp.local`` ignores them.
 """
 
 from kfp import dsl
@@ -19,8 +20,6 @@ from components.split import split
 from components.train_classification import train_classification
 from components.train_segmentation import train_segmentation
 
-SEGMENTATION_MODELS = ["fcn8s", "unet", "vnet", "unetpp"]
-CLASSIFICATION_MODELS = ["resnet50", "dpn92", "inception_v3", "attention_resnet50"]
 
 
 def _gpu(task: dsl.PipelineTask, memory: str) -> dsl.PipelineTask:
@@ -33,15 +32,14 @@ def _cpu(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4G") -> dsl.Pipe
 
 @dsl.pipeline(name="ctscreen-retrain", description="Version new cases, train and compare the segmentation -> classification pairs, "
                                                    "gate against the champion, register the winner.")
-def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, params: str = "", overrides: list = [],  # noqa: B006
-            gate_overrides: list = [], segmentation_models: list = SEGMENTATION_MODELS,  # noqa: B006
-            classification_models: list = CLASSIFICATION_MODELS, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
+def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: str, gate_policy: str, segmentation_models: list,
+            classification_models: list, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
     # ingest, gate and register read or change state outside their inputs (intake, registry): never cached
     ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed)).set_caching_options(False)
     version = ingested.outputs["dataset_version"]
-    prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, params=params, overrides=overrides), "2", "8G")
+    prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, config=config), "2", "8G")
     placed = _cpu(split(dataset=dataset, dataset_version=version, manifest=prepared.outputs["manifest"]))
-    common = {"manifest": prepared.outputs["manifest"], "cache": cache, "params": params, "overrides": overrides}
+    common = {"manifest": prepared.outputs["manifest"], "cache": cache, "config": config}
 
     with dsl.ParallelFor(segmentation_models) as name:
         segmenter = _gpu(train_segmentation(name=name, assignment=placed.outputs["assignment"], **common), "32G")
@@ -53,7 +51,7 @@ def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, params: st
     evaluated = _gpu(evaluate(segmentation=chosen.outputs["chosen"], classifiers=dsl.Collected(classifier.outputs["model"]),
                               maps=chosen.outputs["maps"], assignment=placed.outputs["assignment"], dataset_version=version, **common), "16G")
     decided = _gpu(gate(bundle=evaluated.outputs["bundle"], manifest=prepared.outputs["manifest"], assignment=placed.outputs["assignment"],
-                        cache=cache, tracking_uri=tracking_uri, params=params, gate_overrides=gate_overrides), "16G").set_caching_options(False)
+                        cache=cache, tracking_uri=tracking_uri, policy=gate_policy), "16G").set_caching_options(False)
     registered = _cpu(register(bundle=evaluated.outputs["bundle"], evaluation=evaluated.outputs["evaluation"],
                                segmentation_candidates=dsl.Collected(segmenter.outputs["model"]),
                                classification_candidates=dsl.Collected(classifier.outputs["model"]),

@@ -12,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+from dataclasses import asdict
+
 from kfp import compiler
 
 from ctscreen.dataset.intake import check_intake
 from ctscreen.dataset.repository import DatasetRepository
+from ctscreen.evaluation.gate import GatePolicy
 from ctscreen.home import dvc_remote, home
 from ctscreen.manifest import read_manifest
+from ctscreen.training.config import load_config, load_section
 from pipelines.retrain import retrain
 
 EVERY = re.compile(r"^(\d+)([smhd])$")
@@ -30,24 +34,32 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
     """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote) on first use."""
     from kfp import local
 
-    dataset = Path(dataset)
+    dataset = Path(dataset).resolve()
     if not (dataset / ".dvc").exists():
         DatasetRepository.create(dataset, dvc_remote())
     # cached steps are keyed by their inputs, the dataset version among them: a second run on the same data reuses them
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"), enable_caching=True)
-    arguments = {
-        "intake": str(Path(intake).resolve()), "dataset": str(dataset.resolve()), "cache": str((home() / "cache").resolve()),
-        "tracking_uri": tracking_uri, "params": str(Path(params).resolve()) if params else "", "overrides": list(overrides),
-        "gate_overrides": list(gate_overrides), "seed": seed,
-    }
-    if segmentation_models:
-        arguments["segmentation_models"] = list(segmentation_models)
-    if classification_models:
-        arguments["classification_models"] = list(classification_models)
+    arguments = pipeline_arguments(Path(intake).resolve(), dataset, str((home() / "cache").resolve()), tracking_uri, params, overrides, gate_overrides,
+                                   segmentation_models, classification_models, seed)
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # kfp.local reports progress on stdout; keep stdout for results
         result = json.loads(retrain(**arguments).output)
     return {**result, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def pipeline_arguments(intake: str | Path, dataset: str | Path, cache: str, tracking_uri: str, params: str | Path | None = None,
+                       overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
+                       classification_models: list[str] | None = None, seed: int = 0) -> dict:
+    """The pipeline's inputs, paths as given (they are paths where the steps run); the configuration
+    (``params.yaml`` and overrides) resolved and passed by value, its model lists unless others are given."""
+    config = load_config(params, list(overrides))
+    return {
+        "intake": str(intake), "dataset": str(dataset), "cache": cache, "tracking_uri": tracking_uri, "seed": seed,
+        "config": json.dumps(config.to_dict()),
+        "gate_policy": json.dumps(asdict(load_section(GatePolicy, "gate", params, list(gate_overrides)))),
+        "segmentation_models": list(segmentation_models or config.segmentation.models),
+        "classification_models": list(classification_models or config.classification.models),
+    }
 
 
 def compile_pipeline(out: str | Path) -> Path:

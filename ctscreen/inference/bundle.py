@@ -8,6 +8,7 @@ the way it was validated (DESIGN: one MLflow model version = one bundle).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -72,6 +73,16 @@ def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, c
     }
     (out_dir / MANIFEST).write_text(json.dumps(document, indent=2, default=str))
     return bundle
+
+
+def bundle_digest(path: str | Path) -> str:
+    """SHA-256 over a bundle's files (names and bytes): the same bundle, wherever it lies."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -58,7 +58,15 @@ class ModelRegistry:
 
     def release_candidate(self, run_id: str, tags: dict[str, str], promote: bool) -> RegisteredVersion:
         """Register the run's bundle and move ``challenger`` (and ``champion`` when ``promote``) to it
-        as one step: if any part fails, the new version is removed and ``challenger`` restored."""
+        as one step: if any part fails, the new version is removed and ``challenger`` restored.
+
+        A bundle already registered (same ``bundle_sha256`` tag: a rerun on unchanged data served from
+        cache) is not registered twice; its version is returned and no alias moves.
+        """
+        digest = tags.get("bundle_sha256")
+        known = next((v for v in self.versions() if digest and v.tags.get("bundle_sha256") == digest), None)
+        if known is not None:
+            return known
         previous = self.alias(CHALLENGER)
         created = self.register(run_id, tags)
         try:

@@ -92,6 +92,12 @@ def load_section(cls, section: str, path: str | Path | None = None, overrides: l
     return _build(cls, data, source, "")
 
 
+def from_settings(cls, data: dict):
+    """A settings dataclass from a mapping, as ``to_dict`` or ``dataclasses.asdict`` wrote it (a
+    pipeline passes its configuration by value, so a cached step is keyed by the settings themselves)."""
+    return _build(cls, data, None, "")
+
+
 def _build(cls, data: dict, source, prefix: str):
     if not isinstance(data, dict):
         raise InputError(source or "--set", f"{prefix.rstrip('.') or 'configuration'} must be a mapping, got {data!r}")

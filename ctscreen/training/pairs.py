@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ctscreen.errors import InputError
 from ctscreen.evaluation.classification import screening_report, threshold_for_sensitivity
 from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
@@ -70,10 +71,21 @@ def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: T
         name: train_segmentation(name, sets["train"], sets["validation"], config.segmentation, Path(out_dir) / "segmentation", config.seed, progress)
         for name in config.segmentation.models
     }
-    summary = {name: {"validation_dice": run.best_metric, "best_epoch": run.best_epoch, "checkpoint": str(run.checkpoint)}
-               for name, run in runs.items()}
-    (Path(out_dir) / "segmentation" / "results.json").write_text(json.dumps(summary, indent=2))
+    results = Path(out_dir) / "segmentation" / "results.json"
+    summary = json.loads(results.read_text()) if results.exists() else {}  # candidates trained earlier in this run folder stay listed
+    summary.update({name: {"validation_dice": run.best_metric, "best_epoch": run.best_epoch, "checkpoint": str(run.checkpoint)}
+                    for name, run in runs.items()})
+    results.write_text(json.dumps(summary, indent=2))
     return runs
+
+
+def best_segmentation(out_dir: str | Path) -> str:
+    """The segmentation candidate of a run folder with the best validation Dice (``train seg`` ranked them)."""
+    results = Path(out_dir) / "segmentation" / "results.json"
+    if not results.exists():
+        raise InputError(results, "no segmentation results: run `ctscreen train seg` on this --out first")
+    ranked = json.loads(results.read_text())
+    return max(ranked, key=lambda n: ranked[n]["validation_dice"] if ranked[n]["validation_dice"] is not None else -1.0)
 
 
 def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, config: TrainingConfig) -> dict[str, list[PreparedCase]]:

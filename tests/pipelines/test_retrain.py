@@ -2,7 +2,10 @@
 cases arrive — on a tiny synthetic dataset with planted bad cases; and its compiled IR."""
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 
 import mlflow
 import pytest
@@ -38,6 +41,9 @@ def stages(tmp_path_factory):
         repo = DatasetRepository.open(root / "home" / "dataset")
         versions.append(repo.version())
         splits.append(repo.split_at("HEAD"))
+    # the same data again: every cached step is reused and nothing new is registered
+    runs.append(run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=TINY,
+                          gate_overrides=["min_sensitivity=0.0", "auto_promote=true"], **MODELS))
     yield root, uri, runs, versions, splits
     patch.undo()
 
@@ -52,7 +58,8 @@ def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
 
 def test_planted_bad_cases_are_rejected_with_reasons(stages):
     root, _, runs, _, _ = stages
-    report = next((root / "home" / "pipeline-root").glob("ctscreen-retrain-*/ingest/rejected")).read_text()
+    first_run = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[0]  # named by start time
+    report = (first_run / "ingest" / "rejected").read_text()
     for case_id, reason in runs[0]["planted"].items():
         assert f"| {case_id} | " in report and reason in report
 
@@ -97,3 +104,31 @@ def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
     loops = [t for t in ir["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
     assert len(loops) == 2  # segmentation and classification candidates in parallel
     assert json.dumps(ir).count("dataset_version") > 5  # the data version is an explicit input of the later steps
+
+
+def test_a_second_run_on_the_same_data_reuses_cached_preprocessing_and_registers_nothing_new(stages):
+    root, uri, runs, versions, _ = stages
+    assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]
+    assert runs[2]["version"] == runs[1]["version"] and [v.version for v in ModelRegistry(uri).versions()] == ["1", "2"]
+    latest = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[-1]
+    executed = {p.name for p in latest.rglob("*") if p.is_dir()}
+    assert "ingest" in executed and "register" in executed and "preprocess" not in executed
+
+
+def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path):
+    root, uri, _, _, _ = stages
+    synthetic_intake(tmp_path / "arrivals", cases=3, key=secrets.token_bytes(32), profile="tiny", first=20, progress=False)
+    result = subprocess.run([sys.executable, "-m", "ctscreen.cli", "retrain", "--min-new-cases", "5", "--intake", str(tmp_path / "arrivals"),
+                             "--dataset", str(root / "home" / "dataset"), "--mlflow-uri", uri, "--json"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "CTSCREEN_HOME": str(root / "home")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == {"started": False, "new_cases": 3, "min_new_cases": 5}
+
+
+def test_a_failed_step_leaves_the_registry_and_the_dataset_as_they_were(stages):
+    root, uri, _, versions, _ = stages
+    before = [(v.version, v.aliases) for v in ModelRegistry(uri).versions()]
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=[*TINY, "segmentation.patch_zyx=[4, 4, 4]"], **MODELS)
+    assert [(v.version, v.aliases) for v in ModelRegistry(uri).versions()] == before
+    assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]

@@ -24,10 +24,11 @@ def test_seg_then_cls_share_the_split_and_the_checkpoint(trained_pairs, tmp_path
     checkpoint = tmp_path / "segmentation" / "fcn8s" / "last.pt"
     split, stamp = (tmp_path / "split.json").read_text(), checkpoint.stat().st_mtime_ns
 
-    cls = _ctscreen("train", "cls", "--segmentation", "fcn8s", *common, "--json")
+    cls = _ctscreen("train", "cls", "--segmentation", "best", *common, "--json")
     assert cls.returncode == 0, cls.stderr[-2000:]
     summary = json.loads(cls.stdout)
     assert summary["winner"]["segmentation"] == "fcn8s" and summary["winner"]["classification"] == "resnet50"
     assert checkpoint.stat().st_mtime_ns == stamp  # the finished segmentation model was reused, not retrained
     assert (tmp_path / "split.json").read_text() == split
+    assert json.loads((tmp_path / "segmentation" / "results.json").read_text())["fcn8s"] == ranked["fcn8s"]
     assert (tmp_path / "bundle" / "bundle.json").exists()
