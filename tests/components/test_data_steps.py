@@ -11,14 +11,17 @@ from components.preprocess import preprocess
 from components.split import split
 from ctscreen.dataset.repository import DatasetRepository
 from ctscreen.dataset.synthetic import synthetic_intake
+from ctscreen.training.config import load_config
 from tests.dataset.bad_cases import plant_bad_cases
+
+
+CONFIG = json.dumps(load_config(None, ["spacing_zyx=[5.0, 4.0, 4.0]"]).to_dict())
 
 
 @dsl.pipeline
 def data_steps(intake: str, dataset: str, cache: str) -> dsl.Dataset:
     ingested = ingest(intake=intake, dataset=dataset, seed=0)
-    prepared = preprocess(dataset=dataset, dataset_version=ingested.outputs["dataset_version"], cache=cache, params="",
-                          overrides=["spacing_zyx=[5.0, 4.0, 4.0]"])
+    prepared = preprocess(dataset=dataset, dataset_version=ingested.outputs["dataset_version"], cache=cache, config=CONFIG)
     return split(dataset=dataset, dataset_version=ingested.outputs["dataset_version"], manifest=prepared.outputs["manifest"]).outputs["assignment"]
 
 
