@@ -41,15 +41,17 @@ def stages(tmp_path_factory):
         repo = DatasetRepository.open(root / "home" / "dataset")
         versions.append(repo.version())
         splits.append(repo.split_at("HEAD"))
-    # the same data again: every cached step is reused and nothing new is registered
+    registry = ModelRegistry(uri)
+    after_two_stages = {v.version: v for v in registry.versions()}, registry.alias(CHAMPION).version
+    # the same data again: cached steps are reused
     runs.append(run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=TINY,
                           gate_overrides=["min_sensitivity=0.0", "auto_promote=true"], **MODELS))
-    yield root, uri, runs, versions, splits
+    yield root, uri, runs, versions, splits, after_two_stages
     patch.undo()
 
 
 def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
-    _, _, _, versions, splits = stages
+    _, _, _, versions, splits, _ = stages
     assert versions[0]["cases"] == 14 and versions[1]["cases"] == 20
     assert versions[0]["data_md5"] != versions[1]["data_md5"] and versions[0]["git_rev"] != versions[1]["git_rev"]
     tests = [{k for k, v in split.items() if v == "test"} for split in splits]
@@ -57,7 +59,7 @@ def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
 
 
 def test_planted_bad_cases_are_rejected_with_reasons(stages):
-    root, _, runs, _, _ = stages
+    root, _, runs, _, _, _ = stages
     first_run = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[0]  # named by start time
     report = (first_run / "ingest" / "rejected").read_text()
     for case_id, reason in runs[0]["planted"].items():
@@ -65,7 +67,7 @@ def test_planted_bad_cases_are_rejected_with_reasons(stages):
 
 
 def test_mlflow_holds_nested_runs_with_metrics_plots_and_the_bundle(stages):
-    _, uri, runs, versions, _ = stages
+    _, uri, runs, versions, _, _ = stages
     client = MlflowClient(uri)
     parent = client.get_run(runs[1]["run_id"])
     assert parent.data.tags["dataset.git_rev"] == versions[1]["git_rev"] and parent.data.tags["dataset.data_md5"] == versions[1]["data_md5"]
@@ -81,15 +83,13 @@ def test_mlflow_holds_nested_runs_with_metrics_plots_and_the_bundle(stages):
 
 
 def test_registered_versions_carry_the_aliases_the_gate_decided(stages):
-    _, uri, runs, versions, _ = stages
-    registry = ModelRegistry(uri)
-    first, second = registry.get(runs[0]["version"]), registry.get(runs[1]["version"])
-    assert (first.version, second.version) == ("1", "2")
+    _, _, runs, versions, _, (registered, champion) = stages
+    first, second = registered[runs[0]["version"]], registered[runs[1]["version"]]
+    assert (first.version, second.version) == ("1", "2") and sorted(registered) == ["1", "2"]
     assert first.tags["gate"] == "passed" and first.tags["dataset_rev"] == versions[0]["git_rev"]
     assert CHALLENGER in second.aliases
-    champion = "2" if second.tags["gate"] == "passed" else "1"
-    assert registry.alias(CHAMPION).version == champion == runs[1]["champion"]
-    assert second.tags["gate_reasons"]
+    assert champion == ("2" if second.tags["gate"] == "passed" else "1") == runs[1]["champion"]
+    assert second.tags["gate_reasons"] and second.tags["bundle_sha256"]
 
 
 def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
@@ -106,17 +106,16 @@ def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
     assert json.dumps(ir).count("dataset_version") > 5  # the data version is an explicit input of the later steps
 
 
-def test_a_second_run_on_the_same_data_reuses_cached_preprocessing_and_registers_nothing_new(stages):
-    root, uri, runs, versions, _ = stages
+def test_a_second_run_on_the_same_data_reuses_cached_preprocessing(stages):
+    root, _, _, versions, _, _ = stages
     assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]
-    assert runs[2]["version"] == runs[1]["version"] and [v.version for v in ModelRegistry(uri).versions()] == ["1", "2"]
     latest = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[-1]
     executed = {p.name for p in latest.rglob("*") if p.is_dir()}
     assert "ingest" in executed and "register" in executed and "preprocess" not in executed
 
 
 def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path):
-    root, uri, _, _, _ = stages
+    root, uri, _, _, _, _ = stages
     synthetic_intake(tmp_path / "arrivals", cases=3, key=secrets.token_bytes(32), profile="tiny", first=20, progress=False)
     result = subprocess.run([sys.executable, "-m", "ctscreen.cli", "retrain", "--min-new-cases", "5", "--intake", str(tmp_path / "arrivals"),
                              "--dataset", str(root / "home" / "dataset"), "--mlflow-uri", uri, "--json"],
@@ -126,7 +125,7 @@ def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path
 
 
 def test_a_failed_step_leaves_the_registry_and_the_dataset_as_they_were(stages):
-    root, uri, _, versions, _ = stages
+    root, uri, _, versions, _, _ = stages
     before = [(v.version, v.aliases) for v in ModelRegistry(uri).versions()]
     with pytest.raises(RuntimeError, match="FAILURE"):
         run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=[*TINY, "segmentation.patch_zyx=[4, 4, 4]"], **MODELS)
