@@ -131,11 +131,8 @@ def supervise(command: list[str], limit_s: int, cap_gb: float) -> tuple[int, str
     kernel's OOM killer pick a victim on a shared machine); its exit status and why it was killed."""
     process = subprocess.Popen(command)
     deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            return process.wait(timeout=0.5), None
-        except subprocess.TimeoutExpired:
-            pass
+    while process.poll() is None:
+        time.sleep(0.5)
         try:
             rss_gb = proc_gb(f"/proc/{process.pid}/status", "VmRSS")
         except (FileNotFoundError, KeyError):  # exiting
@@ -145,6 +142,7 @@ def supervise(command: list[str], limit_s: int, cap_gb: float) -> tuple[int, str
         if reason:
             process.kill()
             return process.wait(), reason
+    return process.returncode, None
 
 
 # --- parent: study, models, configurations, agreement -------------------------------------------------
