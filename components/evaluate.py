@@ -19,6 +19,7 @@ def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], maps: 
     import shutil
     from pathlib import Path
 
+    from components import record_metrics
     from ctscreen.training.classification import input_size
     from ctscreen.training.config import TrainingConfig, from_settings
     from ctscreen.training.pairs import classification_sets, evaluate_pair, load_maps, load_sets, load_trained, report_pairs
@@ -43,9 +44,7 @@ def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], maps: 
     (Path(evaluation.path) / "results.json").write_text(json.dumps(summary, indent=2, default=str))
     bundle.metadata.update({"pair": f"{summary['winner']['segmentation']} -> {summary['winner']['classification']}",
                             "threshold": summary["winner"]["threshold"]})
-    for name, figures in summary["test"].items():
-        for key in ("auc", "sensitivity", "specificity", "lesion_dice"):
-            if figures.get(key) is not None:
-                metrics.log_metric(f"{name}_{key}", figures[key])
+    record_metrics(metrics, {f"{name}_{key}": figures[key] for name, figures in summary["test"].items()
+                             for key in ("auc", "sensitivity", "specificity", "lesion_dice") if figures.get(key) is not None})
     Path(report.path).write_text(Path(summary["comparison"]["markdown"]).read_text())
     return json.dumps(summary, default=str)

@@ -12,6 +12,7 @@ def split(dataset: str, dataset_version: str, manifest: Input[Dataset], assignme
     import json
     from collections import Counter
 
+    from components import record_metrics
     from ctscreen.dataset.repository import DatasetRepository
     from ctscreen.manifest import read_manifest
 
@@ -22,5 +23,5 @@ def split(dataset: str, dataset_version: str, manifest: Input[Dataset], assignme
         raise ValueError(f"the dataset's split.json does not place {len(unplaced)} case(s): {', '.join(unplaced[:5])}")
     with open(assignment.path, "w") as fh:
         json.dump({r["case_id"]: placed[r["case_id"]] for r in rows}, fh, indent=1, sort_keys=True)
-    for (name, site, label), n in sorted(Counter((placed[r["case_id"]], r["site"], r["label"]) for r in rows).items()):
-        counts.log_metric(f"{name}/{site}/{label}", n)
+    tally = Counter((placed[r["case_id"]], r["site"], r["label"]) for r in rows)
+    record_metrics(counts, {f"{name}/{site}/{label}": n for (name, site, label), n in sorted(tally.items())})

@@ -93,34 +93,41 @@ class DatasetRepository:
         with self.lock():
             current = {r["case_id"]: r for r in read_manifest(self.root / "manifest.csv", check_labels=False)}
             added, skipped, staged = [], [], []
-            for row in rows:
-                digest = content_digest(row)
-                known = current.get(row["case_id"])
-                if known is not None:
-                    if known.get("content_digest") != digest:
-                        raise InputError(row["image"], f"case {row['case_id']} is already in the dataset with other content; "
-                                                       "cases are never replaced: give the new study a new case_id")
-                    skipped.append(row["case_id"])
-                    continue
-                staged.append(self._copy_in(row, digest))
-                added.append(row["case_id"])
-            if not staged:
-                return {"version": self.version(), "added": [], "skipped": skipped}
-            all_rows = list(current.values()) + staged
-            relative = [{**r, **{c: os.path.relpath(r[c], self.root) for c in PATH_COLUMNS if r.get(c)}} for r in all_rows]
-            write_manifest(relative, self.root / "manifest.csv")
-            split = extend_split(self.split_at("HEAD"), all_rows, seed)
-            (self.root / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True) + "\n")
-            try:  # pushed before committed: a version never names data the remote lacks
+            try:
+                for row in rows:
+                    digest = content_digest(row)
+                    known = current.get(row["case_id"])
+                    if known is not None:
+                        if known.get("content_digest") != digest:
+                            raise InputError(row["image"], f"case {row['case_id']} is already in the dataset with other content; "
+                                                           "cases are never replaced: give the new study a new case_id")
+                        skipped.append(row["case_id"])
+                        continue
+                    added.append(row["case_id"])
+                    staged.append(self._copy_in(row, digest))
+                if not staged:
+                    return {"version": self.version(), "added": [], "skipped": skipped}
+                all_rows = list(current.values()) + staged
+                relative = [{**r, **{c: os.path.relpath(r[c], self.root) for c in PATH_COLUMNS if r.get(c)}} for r in all_rows]
+                write_manifest(relative, self.root / "manifest.csv")
+                split = extend_split(self.split_at("HEAD"), all_rows, seed)
+                (self.root / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True) + "\n")
+                # pushed before committed: a version never names data the remote lacks
                 self._dvc("add", "-q", "cases")
                 self._dvc("push", "-q")
                 self._git("add", "manifest.csv", "split.json", "cases.dvc")
                 self._git(*COMMITTER, "commit", "-q", "-m", f"{message}: {len(added)} case(s)")
-            except DatasetError:
-                self._git("checkout", "-q", "HEAD", "--", "manifest.csv", "split.json")
-                self._git("checkout", "-q", "HEAD", "--", "cases.dvc", check=False)
+            except BaseException:
+                self._discard(added)
                 raise
             return {"version": self.version(), "added": added, "skipped": skipped}
+
+    def _discard(self, case_ids: list[str]) -> None:
+        """Back to the last commit after a failed add: its files, and none of the cases copied in."""
+        self._git("checkout", "-q", "HEAD", "--", "manifest.csv", "split.json", check=False)
+        self._git("checkout", "-q", "HEAD", "--", "cases.dvc", check=False)
+        for case_id in case_ids:
+            shutil.rmtree(self.root / "cases" / case_id, ignore_errors=True)
 
     @contextmanager
     def lock(self):
@@ -135,7 +142,7 @@ class DatasetRepository:
     def _copy_in(self, row: dict, digest: str) -> dict:
         case_dir = self.root / "cases" / row["case_id"]
         if case_dir.exists():
-            shutil.rmtree(case_dir)  # left by a failed add that was never committed
+            shutil.rmtree(case_dir)  # left by a writer killed before it could clean up
         copied = {"content_digest": digest}
         for column in PATH_COLUMNS:
             if row.get(column):
@@ -159,6 +166,7 @@ class DatasetRepository:
     def _run(self, command: list[str], check: bool) -> str:
         result = subprocess.run(command, cwd=self.root, capture_output=True, text=True)
         if check and result.returncode != 0:
-            shown = " ".join(c for c in command if c != sys.executable)
-            raise DatasetError(f"{self.root}: `{shown}` failed: {(result.stderr or result.stdout).strip()}")
+            shown = " ".join(command[2:] if command[0] == sys.executable else command)  # `python -m dvc push` -> `dvc push`
+            told = [line for line in (result.stderr or result.stdout).splitlines() if line.strip() and not line.startswith("Having any troubles")]
+            raise DatasetError(f"{self.root}: `{shown}` failed: {' '.join(told)}")
         return result.stdout

@@ -60,6 +60,7 @@ def test_a_failed_push_leaves_the_dataset_as_it_was(tmp_path, batches):
     with pytest.raises(DatasetError, match="dvc push"):
         repo.add_cases(batches[1])
     assert repo.version() == before and (repo.root / "manifest.csv").read_text() == manifest
+    assert not any((repo.root / "cases" / r["case_id"]).exists() for r in batches[1])  # nothing left for the next add to pick up
 
 
 def test_two_writers_at_once_both_land_without_corrupting_the_dataset(tmp_path, batches):

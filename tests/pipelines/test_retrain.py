@@ -14,6 +14,8 @@ from mlflow import MlflowClient
 
 from ctscreen.dataset.repository import DatasetRepository
 from ctscreen.dataset.synthetic import synthetic_intake
+from ctscreen.home import dvc_remote
+from ctscreen.manifest import read_manifest
 from ctscreen.registry.models import CHALLENGER, CHAMPION, ModelRegistry
 from pipelines.runner import compile_pipeline, run_local
 from tests.dataset.bad_cases import plant_bad_cases
@@ -106,12 +108,12 @@ def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
     assert json.dumps(ir).count("dataset_version") > 5  # the data version is an explicit input of the later steps
 
 
-def test_a_second_run_on_the_same_data_reuses_cached_preprocessing(stages):
-    root, _, _, versions, _, _ = stages
+def test_a_second_run_on_the_same_data_reuses_the_cached_steps_and_registers_nothing_new(stages):
+    root, uri, runs, versions, _, (registered, _) = stages
     assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]
-    latest = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[-1]
-    executed = {p.name for p in latest.rglob("*") if p.is_dir()}
-    assert "ingest" in executed and "register" in executed and "preprocess" not in executed
+    rerun = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[2]  # named by start time
+    assert {p.name for p in rerun.iterdir() if p.is_dir()} == {"ingest", "gate", "register"}  # never cached: they read the world
+    assert runs[2]["version"] == runs[1]["version"] and len(ModelRegistry(uri).versions()) == len(registered)
 
 
 def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path):
@@ -124,10 +126,20 @@ def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path
     assert json.loads(result.stdout) == {"started": False, "new_cases": 3, "min_new_cases": 5}
 
 
-def test_a_failed_step_leaves_the_registry_and_the_dataset_as_they_were(stages):
+def test_a_failed_step_leaves_the_dataset_and_the_registry_as_they_were(stages, tmp_path):
     root, uri, _, versions, _, _ = stages
+    arrivals = synthetic_intake(tmp_path / "arrivals", cases=2, key=secrets.token_bytes(32), profile="tiny", first=20, progress=False)
     before = [(v.version, v.aliases) for v in ModelRegistry(uri).versions()]
-    with pytest.raises(RuntimeError, match="FAILURE"):
-        run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=[*TINY, "segmentation.patch_zyx=[4, 4, 4]"], **MODELS)
+    remote = dvc_remote()
+    remote.rename(remote.with_name("dvc-remote-away"))
+    remote.write_text("the DVC remote is unreachable")  # ingest's push fails
+    try:
+        with pytest.raises(RuntimeError, match="FAILURE"):
+            run_local(tmp_path / "arrivals", root / "home" / "dataset", uri, overrides=TINY, **MODELS)
+    finally:
+        remote.unlink()
+        remote.with_name("dvc-remote-away").rename(remote)
     assert [(v.version, v.aliases) for v in ModelRegistry(uri).versions()] == before
-    assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]
+    repo = DatasetRepository.open(root / "home" / "dataset")
+    assert repo.version() == versions[1]
+    assert not any((repo.root / "cases" / r["case_id"]).exists() for r in read_manifest(arrivals, check_labels=False))
