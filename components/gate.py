@@ -25,10 +25,11 @@ def gate(bundle: Input[Model], manifest: Input[Dataset], assignment: Input[Datas
     test = {case for case, name in json.loads(Path(assignment.path).read_text()).items() if name == "test"}
     with tempfile.TemporaryDirectory() as scratch:
         challenger = evaluate_bundle(load_bundle(bundle.path), manifest.path, Path(scratch) / "challenger", cache, test, progress=False)
-        current = ModelRegistry(tracking_uri).alias(CHAMPION)
+        registry = ModelRegistry(tracking_uri)
+        current = registry.alias(CHAMPION)
         champion = None
         if current is not None:
-            downloaded = ModelRegistry(tracking_uri).download(current.version, Path(scratch) / "champion-bundle")
+            downloaded = registry.download(current.version, Path(scratch) / "champion-bundle")
             champion = evaluate_bundle(downloaded, manifest.path, Path(scratch) / "champion", cache, test, progress=False)
     decision = decide(challenger, champion, policy)
     strip = lambda report: report and {k: v for k, v in report.items() if k not in ("scores", "roc_png", "model")}  # noqa: E731

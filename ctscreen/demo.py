@@ -4,7 +4,8 @@ Generate a synthetic multi-site dataset, de-identify every study as an edge site
 preprocess each case with the paper's steps (summary and pictures), then train every
 segmentation -> classification pair in the small profile with one site held out, select the winner
 as the paper did, write the comparison and Figure-2-style plots, make the winner the platform's
-default model and screen one study with it.
+default model and screen one study with it. Last, the retraining loop in miniature: the retrain
+pipeline after each of three batches of arriving cases, and the learning curve it draws.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ctscreen.errors import OutputError
+from ctscreen.home import home_at
 from ctscreen.evaluation.metrics import dice
 from ctscreen.imaging.deidentify import deidentify_study
 from ctscreen.imaging.preprocess import PreprocessedCase, preprocess
@@ -41,6 +43,17 @@ DEMO_TRAINING = [
     "segmentation.samples_per_case=4", "segmentation.positive_fraction=0.67", "segmentation.validate_every=5",
     "classification.optimiser.epochs=30", "classification.optimiser.lr=0.001",
 ]
+# The retraining loop in miniature, sized to a few minutes: three batches of arriving cases (10, 15, 22),
+# tiny models on a 4 x 4 x 5 mm grid, one segmenter and two classifiers. Its gate promotes on its own,
+# with a sensitivity floor for models this small; params.yaml keeps the floor real data needs.
+DEMO_STAGES = {"stages": 3, "first": 10, "growth": 1.5}
+DEMO_STAGE_TRAINING = [
+    "spacing_zyx=[5.0, 4.0, 4.0]", "segmentation.profile=tiny", "classification.profile=tiny",
+    "segmentation.optimiser.epochs=4", "segmentation.optimiser.lr=0.001", "segmentation.samples_per_case=2",
+    "classification.optimiser.epochs=20", "classification.optimiser.lr=0.001",
+]
+DEMO_GATE = ["min_sensitivity=0.5", "auto_promote=true"]
+DEMO_STAGE_MODELS = {"segmentation_models": ["unet"], "classification_models": ["resnet50", "attention_resnet50"]}
 
 
 def run_demo(out: Path, cases: int = 60, sites: int = 3, seed: int = 0, train: bool = True) -> Path:
@@ -75,6 +88,7 @@ def run_demo(out: Path, cases: int = 60, sites: int = 3, seed: int = 0, train: b
     _plot_cases(shown, out / "preprocessed_cases.png")
     if train:
         summary["models"] = _train_and_screen(out, central_manifest, rows, config)
+        summary["stages"] = _retraining_stages(out, seed)
     (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, rows))
     return out / "summary.md"
@@ -87,6 +101,15 @@ def _train_and_screen(out: Path, manifest: Path, rows: list[dict], config: Train
     study = next(r for r in rows if r["label"] == "positive")
     screened = screen_study(out / "deidentified" / study["case_id"], load_bundle(result["bundle"]), out / "screening" / study["case_id"])
     return {"held_out_site": held_out, **result, "screened_example": {"case_id": study["case_id"], **screened}}
+
+
+def _retraining_stages(out: Path, seed: int) -> dict:
+    """In the demo's own platform home (dataset, DVC remote, MLflow, registry), so the user's stays as it was."""
+    from pipelines.stages import simulate
+
+    with home_at(out / "platform") as platform:
+        return simulate(out / "stages", **DEMO_STAGES, dataset=platform / "dataset", tracking_uri=f"sqlite:///{platform / 'mlflow.db'}",
+                        seed=seed, profile="tiny", overrides=DEMO_STAGE_TRAINING, gate_overrides=DEMO_GATE, **DEMO_STAGE_MODELS)
 
 
 def _case_row(case, deid, volume, prepared: PreprocessedCase, truth_lungs, truth_lesions) -> dict:
@@ -137,6 +160,8 @@ def _markdown(summary: dict, rows: list[dict]) -> str:
     ]
     if "models" in summary:
         lines += _models_markdown(summary["models"])
+    if "stages" in summary:
+        lines += _stages_markdown(summary["stages"])
     columns = list(rows[0])
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
@@ -168,6 +193,27 @@ def _models_markdown(models: dict) -> list[str]:
         + ", ".join(f"`{Path(p).name}`" for p in models["figures"].values()),
         f"- screened {example['case_id']} with the winner: COVID-19 probability {example['covid_probability']:.3f}, "
         f"lesions {example['lesion_volume_ml']} ml, picture `{Path(example['overlay_png']).relative_to(Path(example['overlay_png']).parents[2])}`",
+        "",
+    ]
+    return lines
+
+
+def _stages_markdown(stages: dict) -> list[str]:
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        "## Retraining stages (the retrain pipeline after each batch of arriving cases, tiny profile)",
+        "",
+        "| stage | new cases | training cases | test AUC (95% CI) | gate | version | champion | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in stages["stages"]:
+        ci = f" ({s['auc_ci95'][0]:.3f}-{s['auc_ci95'][1]:.3f})" if s["auc_ci95"] else ""
+        lines.append(f"| {s['stage']} | {s['new_cases']} | {s['train_cases']} | {fmt(s['auc'])}{ci} | {s['gate']} | {s['version']} | "
+                     f"{'yes' if s['champion'] else ''} | {s['seconds'] / 60:.1f} |")
+    lines += [
+        "",
+        f"- champion now: version {stages['champion']}; figures in `stages/`: `learning_curve.png`, `figure2b_roc_per_stage.png`",
+        f"- the stages' dataset, MLflow and registry: `CTSCREEN_HOME={stages['home']} ctscreen registry list`",
         "",
     ]
     return lines

@@ -6,6 +6,7 @@ server) without changing the code that uses it."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 HOME_ENV = "CTSCREEN_HOME"
@@ -13,6 +14,20 @@ HOME_ENV = "CTSCREEN_HOME"
 
 def home() -> Path:
     return Path(os.environ.get(HOME_ENV, Path.home() / ".ctscreen"))
+
+
+@contextmanager
+def home_at(path: str | Path):
+    """``$CTSCREEN_HOME`` set to ``path`` for a while; the pipeline steps ``kfp.local`` starts inherit it."""
+    before = os.environ.get(HOME_ENV)
+    os.environ[HOME_ENV] = str(Path(path).resolve())
+    try:
+        yield Path(os.environ[HOME_ENV])
+    finally:
+        if before is None:
+            os.environ.pop(HOME_ENV, None)
+        else:
+            os.environ[HOME_ENV] = before
 
 
 def dataset_dir() -> Path:

@@ -41,11 +41,19 @@ def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: s
         offset += size
         runs.append(run_local(intake, dataset, tracking_uri, params, overrides, gate_overrides, segmentation_models,
                               classification_models, seed) | {"stage": stage, "new_cases": size})
+    return summarise_stages(out, tracking_uri, runs, experiment)
+
+
+def summarise_stages(out: str | Path, tracking_uri: str, runs: list[dict], experiment: str = "ctscreen-retrain") -> dict:
+    """The last ``len(runs)`` pipeline runs (``run_local``'s results) as stages from MLflow's history:
+    ``stages.json``, the learning curve and the ROC curves per stage, each stage marked with its
+    registered version, the gate's decision and whether it holds the champion now."""
+    out = Path(out)
     champion = ModelRegistry(tracking_uri).alias(CHAMPION)
-    history = stage_history(tracking_uri, experiment)[-stages:]
+    history = stage_history(tracking_uri, experiment)[-len(runs):]
     for record, run in zip(history, runs):
         record.update({"version": run["version"], "champion": champion is not None and run["version"] == champion.version,
-                       "seconds": run["seconds"], "new_cases": run["new_cases"]})
+                       "seconds": run["seconds"], "new_cases": run.get("new_cases")})
     curve = plot_learning_curve(history, out / "learning_curve.png")
     roc = plot_roc_curves({f"stage {r['stage']} ({r['train_cases']} training cases)": (np.array(r["test"]["labels"]), np.array(r["test"]["scores"]))
                            for r in history if r["test"]}, out / "figure2b_roc_per_stage.png", "Winner per retraining stage, frozen test set")

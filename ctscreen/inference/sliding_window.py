@@ -19,6 +19,9 @@ def onnx_predictor(path, threads: int | None = None) -> Predictor:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # the arena keeps every block it ever grew to: 9.1 GB peak for one paper-size U-Net++ window, 4.0 GB
+    # without it, at the same speed (benchmarks/paper_pair_cpu.py)
+    options.enable_cpu_mem_arena = False
     if threads is not None:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

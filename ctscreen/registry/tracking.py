@@ -109,7 +109,7 @@ def stage_history(tracking_uri: str, experiment: str) -> list[dict]:
             metrics = run.data.metrics
             history.append({
                 "stage": stage, "run_id": run.info.run_id, "dataset_rev": run.data.tags.get("dataset.git_rev"),
-                "train_cases": int(metrics.get("cases_train", 0)), "auc": metrics.get("test_auc"),
+                "train_cases": int(metrics.get("cases_train", 0)), "auc": metrics.get("test_auc"), "gate": run.data.tags.get("gate"),
                 "auc_ci95": [metrics["test_auc_ci_low"], metrics["test_auc_ci_high"]] if "test_auc_ci_low" in metrics else None,
                 "test": scores.get("test"),
             })

@@ -18,6 +18,7 @@ from ctscreen.home import dvc_remote
 from ctscreen.manifest import read_manifest
 from ctscreen.registry.models import CHALLENGER, CHAMPION, ModelRegistry
 from pipelines.runner import compile_pipeline, run_local
+from pipelines.stages import stage_sizes, summarise_stages
 from tests.dataset.bad_cases import plant_bad_cases
 
 TINY = ["spacing_zyx=[5.0, 4.0, 4.0]", "segmentation.profile=tiny", "classification.profile=tiny", "segmentation.optimiser.epochs=2",
@@ -114,6 +115,27 @@ def test_a_second_run_on_the_same_data_reuses_the_cached_steps_and_registers_not
     rerun = sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))[2]  # named by start time
     assert {p.name for p in rerun.iterdir() if p.is_dir()} == {"ingest", "gate", "register"}  # never cached: they read the world
     assert runs[2]["version"] == runs[1]["version"] and len(ModelRegistry(uri).versions()) == len(registered)
+
+
+def test_the_stages_draw_their_learning_curve_from_mlflow(stages, tmp_path):
+    _, uri, runs, _, _, (registered, _) = stages
+    summary = summarise_stages(tmp_path, uri, runs[:3])  # two stages and the rerun on the second stage's data
+    recorded = summary["stages"]
+    assert [r["version"] for r in recorded] == [runs[0]["version"], runs[1]["version"], runs[1]["version"]]
+    assert recorded[0]["train_cases"] < recorded[1]["train_cases"] == recorded[2]["train_cases"]
+    for record in recorded[:2]:
+        assert record["auc"] == pytest.approx(float(registered[record["version"]].tags["test_auc"]))
+        assert record["gate"] == registered[record["version"]].tags["gate"]
+        assert record["auc_ci95"][0] <= record["auc"] <= record["auc_ci95"][1]
+    assert [r["champion"] for r in recorded] == [r["version"] == runs[2]["champion"] for r in recorded] and summary["champion"] == runs[2]["champion"]
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000 and (tmp_path / "figure2b_roc_per_stage.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "stages.json").read_text())["stages"][1]["train_cases"] == recorded[1]["train_cases"]
+
+
+def test_stage_sizes_grow_by_the_factor_and_bad_settings_are_refused():
+    assert stage_sizes(4, 10, 1.5) == [10, 15, 22, 34]
+    with pytest.raises(ValueError, match="at least 1"):
+        stage_sizes(0, 10, 1.5)
 
 
 def test_retrain_starts_only_when_enough_new_cases_have_arrived(stages, tmp_path):
