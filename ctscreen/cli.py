@@ -142,7 +142,7 @@ def cmd_screen(args) -> int:
 
     bundle = load_bundle(args.bundle) if args.bundle else current_default_bundle()
     out = args.out or Path("screening") / Path(args.path).name.split(".")[0]
-    result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps)
+    result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps, window_zyx=args.window, overlap=args.overlap)
     _print_result(result, args.json)
     return 0
 
@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--bundle", type=Path, help="model bundle folder (default: the platform's current default model)")
     screen.add_argument("--out", type=Path, help="folder for masks and the picture (default: screening/<study>)")
     screen.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    screen.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                        help="sliding window, multiples of 16 (default: the training patch); smaller bounds memory")
+    screen.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
     screen.add_argument("--json", action="store_true")
     gaps(screen)
 

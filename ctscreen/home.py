@@ -17,17 +17,25 @@ def home() -> Path:
 
 
 @contextmanager
-def home_at(path: str | Path):
-    """``$CTSCREEN_HOME`` set to ``path`` for a while; the pipeline steps ``kfp.local`` starts inherit it."""
-    before = os.environ.get(HOME_ENV)
-    os.environ[HOME_ENV] = str(Path(path).resolve())
+def scoped_environment(**values: str):
+    """Environment variables set for a while; processes started meanwhile (pipeline steps) inherit them."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
-        yield Path(os.environ[HOME_ENV])
+        yield
     finally:
-        if before is None:
-            os.environ.pop(HOME_ENV, None)
-        else:
-            os.environ[HOME_ENV] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def home_at(path: str | Path):
+    """``$CTSCREEN_HOME`` set to ``path`` for a while."""
+    with scoped_environment(**{HOME_ENV: str(Path(path).resolve())}):
+        yield home()
 
 
 def dataset_dir() -> Path:

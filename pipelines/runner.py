@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -19,11 +20,12 @@ from kfp import compiler
 from ctscreen.dataset.intake import check_intake
 from ctscreen.dataset.repository import DatasetRepository
 from ctscreen.evaluation.gate import GatePolicy
-from ctscreen.home import dvc_remote, home
+from ctscreen.home import dvc_remote, home, scoped_environment
 from ctscreen.manifest import read_manifest
 from ctscreen.training.config import load_config, load_section
 from pipelines.retrain import retrain
 
+LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor running at once
 EVERY = re.compile(r"^(\d+)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,7 +44,10 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
     arguments = pipeline_arguments(Path(intake).resolve(), dataset, str((home() / "cache").resolve()), tracking_uri, params, overrides, gate_overrides,
                                    segmentation_models, classification_models, seed)
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # kfp.local reports progress on stdout; keep stdout for results
+    # kfp.local runs a loop's candidates two at a time, each step its own process: with every core each,
+    # their OpenMP threads spin against each other (training ran up to 40x slower); half the cores each
+    threads = str(max(1, (os.cpu_count() or 2) // LOCAL_PARALLELISM))
+    with contextlib.redirect_stdout(sys.stderr), scoped_environment(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads):
         result = json.loads(retrain(**arguments).output)
     return {**result, "seconds": round(time.perf_counter() - started, 1)}
 

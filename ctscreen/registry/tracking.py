@@ -111,6 +111,6 @@ def stage_history(tracking_uri: str, experiment: str) -> list[dict]:
                 "stage": stage, "run_id": run.info.run_id, "dataset_rev": run.data.tags.get("dataset.git_rev"),
                 "train_cases": int(metrics.get("cases_train", 0)), "auc": metrics.get("test_auc"), "gate": run.data.tags.get("gate"),
                 "auc_ci95": [metrics["test_auc_ci_low"], metrics["test_auc_ci_high"]] if "test_auc_ci_low" in metrics else None,
-                "test": scores.get("test"),
+                "test": scores.get("test"), "test_cases": len((scores.get("test") or {}).get("labels", [])),
             })
     return history

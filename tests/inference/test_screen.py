@@ -51,3 +51,14 @@ def test_screen_without_a_default_model_says_so(tmp_path, real_chest_ct):
                             env=env, timeout=120)
     assert result.returncode == 2
     assert "no default model yet" in result.stderr and "--bundle" in result.stderr
+
+
+def test_a_bounded_window_screens_on_the_study_grid_and_bad_windows_are_refused(untrained_bundle, real_chest_ct, tmp_path):
+    bundle = load_bundle(untrained_bundle)
+    result = screen_study(real_chest_ct, bundle, tmp_path, backend="onnx", window_zyx=(16, 32, 32), overlap=0.1)
+    assert result["model"]["window_zyx"] == [16, 32, 32] and result["model"]["overlap"] == 0.1
+    assert sitk.ReadImage(result["lesion_mask"]).GetSize() == sitk.ReadImage(str(real_chest_ct)).GetSize()
+    with pytest.raises(ValueError, match="multiple of 16"):
+        screen_study(real_chest_ct, bundle, tmp_path, window_zyx=(10, 32, 32))
+    with pytest.raises(ValueError, match="overlap"):
+        screen_study(real_chest_ct, bundle, tmp_path, overlap=1.0)
