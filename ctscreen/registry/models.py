@@ -49,9 +49,10 @@ class ModelRegistry:
     def register(self, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
         """The bundle logged under ``run_id`` (artifact ``bundle/``) as a new version."""
         try:
-            self.client.get_registered_model(self.name)
-        except MlflowException:
             self.client.create_registered_model(self.name, description="ctscreen segmentation -> classification screening bundles")
+        except MlflowException as error:  # there already, or created by a release running beside this one
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         created = self.client.create_model_version(self.name, f"runs:/{run_id}/{BUNDLE_ARTIFACT}", run_id=run_id,
                                                    tags={k: str(v) for k, v in tags.items()})
         return self.get(str(created.version))

@@ -4,6 +4,7 @@ parameters, so unchanged cases are never preprocessed twice and changed ones alw
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def cache_path(row: dict, cache_dir: Path, params: PreprocessingParameters) -> P
 def store(case: PreprocessedCase, path: Path) -> None:
     lesions = case.lesion_mask if case.lesion_mask is not None else np.zeros_like(case.lung_mask)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
+    partial = path.with_suffix(f".{os.getpid()}.partial.npz")  # its own per writer: two runs may prepare one case at once
     np.savez(partial, image=case.image.astype(np.float16), lung_mask=case.lung_mask, lesion_mask=lesions.astype(np.uint8))
     partial.replace(path)  # a crash never leaves a half-written cache entry behind
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import mlflow
 import pytest
 
@@ -84,3 +87,16 @@ def test_a_failed_release_leaves_no_half_registered_version_and_no_alias_moved(r
     with pytest.raises(RuntimeError, match="went away"):
         models.release_candidate(runs[2], {}, promote=True)
     assert [(v.version, v.aliases) for v in models.versions()] == before == [("1", (CHAMPION,)), ("2", (CHALLENGER,))]
+
+
+def test_two_releases_at_once_both_land_with_their_own_versions(registry):
+    """Two pipelines finishing together: both versions registered, numbered apart, and challenger on one of them."""
+    models, runs = registry
+    script = ("import sys\nfrom ctscreen.registry.models import ModelRegistry\n"
+              "ModelRegistry(sys.argv[1]).release_candidate(sys.argv[2], {'bundle_sha256': sys.argv[2]}, promote=True)\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, models.tracking_uri, run], stderr=subprocess.PIPE, text=True) for run in runs[:2]]
+    finished = [(w.wait(timeout=300), w.stderr.read()) for w in writers]
+    assert [code for code, _ in finished] == [0, 0], [told[-1500:] for _, told in finished]
+    versions = models.versions()
+    assert [v.version for v in versions] == ["1", "2"] and sorted(v.run_id for v in versions) == sorted(runs[:2])
+    assert models.alias(CHALLENGER).version in ("1", "2") and models.alias(CHAMPION).version in ("1", "2")
