@@ -20,8 +20,8 @@ classification take at most that (model loading is a one-off per serving process
     .venv/bin/python benchmarks/paper_pair_cpu.py [--out benchmarks/results] [--only NAME ...]
     .venv/bin/python benchmarks/paper_pair_cpu.py --quick     # small models on a coarse grid, about a minute
 
-Run by hand: by the estimates below a full run takes about 20 minutes and up to ~20 GB on a 2-core
-machine, so the file is not named ``bench_*.py`` and ``make bench`` (run_all.py) leaves it out. Writes
+Run by hand: a full run took about 10 minutes on a 2-core machine, and the paper-window configurations
+grow past 22 GB before they are killed, so the file is not named ``bench_*.py`` and ``make bench`` (run_all.py) leaves it out. Writes
 ``paper_pair_cpu.json`` (``paper_pair_cpu_quick.json`` with --quick) like the other benchmarks.
 """
 
