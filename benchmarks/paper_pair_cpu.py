@@ -52,7 +52,7 @@ from ctscreen.inference.sliding_window import lesion_probability, onnx_predictor
 from ctscreen.models import build_model  # noqa: E402
 from ctscreen.models.classification import INPUT_ZYX  # noqa: E402
 from ctscreen.models.export import export_onnx  # noqa: E402
-from ctscreen.models.segmentation import PATCH_ZYX, SIZE_DIVISOR  # noqa: E402
+from ctscreen.models.segmentation import PATCH_ZYX, SIZE_DIVISOR, check_window  # noqa: E402
 from ctscreen.training.classification import classifier_input, covid_scores  # noqa: E402
 
 PAIR = ("unetpp", "resnet50")
@@ -344,8 +344,11 @@ if __name__ == "__main__":
     parser.add_argument("--bounded-overlap", type=float, help="bounded window overlap (default 0.1)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.bounded_window and any(size % SIZE_DIVISOR for size in arguments.bounded_window):
-        parser.error(f"--bounded-window sizes must be multiples of {SIZE_DIVISOR} (U-Net++ halves them four times)")
+    if arguments.bounded_window:
+        try:
+            check_window(arguments.bounded_window)
+        except ValueError as error:
+            parser.error(f"--bounded-window: {error}")
     if arguments.child:
         sys.exit(child(arguments.child))
     print(main(arguments))

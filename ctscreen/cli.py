@@ -227,8 +227,7 @@ def cmd_pipeline_compile(args) -> int:
 def cmd_pipeline_submit(args) -> int:
     from pipelines.runner import pipeline_arguments, submit
 
-    local = _pipeline_arguments(args)
-    arguments = pipeline_arguments(local.pop("intake"), local.pop("dataset"), args.cache, local.pop("tracking_uri"), **local)
+    arguments = pipeline_arguments(**_pipeline_arguments(args), cache=args.cache)
     _print_result(submit(args.host, arguments, every=getattr(args, "every", None)), args.json)
     return 0
 

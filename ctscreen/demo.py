@@ -169,6 +169,10 @@ def _markdown(summary: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _models_markdown(models: dict) -> list[str]:
     winner = models["winner"]
     lines = [
@@ -185,8 +189,7 @@ def _models_markdown(models: dict) -> list[str]:
     for name, m in models["test"].items():
         ci = m["auc_ci95"]
         auc_text = "n/a" if m["auc"] is None else f"{m['auc']:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {name} | {m['cases']} | {auc_text} | {fmt(m['sensitivity'])} | {fmt(m['specificity'])} | {fmt(m['lesion_dice'])} |")
+        lines.append(f"| {name} | {m['cases']} | {auc_text} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | {_fmt(m['lesion_dice'])} |")
     example = models["screened_example"]
     lines += [
         "",
@@ -200,7 +203,6 @@ def _models_markdown(models: dict) -> list[str]:
 
 
 def _stages_markdown(stages: dict) -> list[str]:
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
         "## Retraining stages (the retrain pipeline after each batch of arriving cases; a tiny U-Net, small classifiers)",
         "",
@@ -209,7 +211,7 @@ def _stages_markdown(stages: dict) -> list[str]:
     ]
     for s in stages["stages"]:
         ci = f" ({s['auc_ci95'][0]:.3f}-{s['auc_ci95'][1]:.3f})" if s["auc_ci95"] else ""
-        lines.append(f"| {s['stage']} | {s['new_cases']} | {s['train_cases']} | {s['test_cases']} | {fmt(s['auc'])}{ci} | {s['gate']} | {s['version']} | "
+        lines.append(f"| {s['stage']} | {s['new_cases']} | {s['train_cases']} | {s['test_cases']} | {_fmt(s['auc'])}{ci} | {s['gate']} | {s['version']} | "
                      f"{'yes' if s['champion'] else ''} | {s['seconds'] / 60:.1f} |")
     lines += [
         "",

@@ -16,7 +16,7 @@ from ctscreen.imaging.resample import resample_mask_like
 from ctscreen.imaging.volume import CTVolume, write_mask
 from ctscreen.inference.bundle import ModelBundle
 from ctscreen.inference.sliding_window import lesion_probability, onnx_predictor
-from ctscreen.models.segmentation import SIZE_DIVISOR
+from ctscreen.models.segmentation import check_window
 from ctscreen.training.classification import classifier_input
 
 BACKENDS = ("torch", "onnx")
@@ -29,9 +29,7 @@ def screen_study(path: str | Path, bundle: ModelBundle, out_dir: str | Path, bac
     networks that normalise per instance give slightly different maps on other windows."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    window = tuple(window_zyx or bundle.segmentation["patch_zyx"])
-    if len(window) != 3 or any(w <= 0 or w % SIZE_DIVISOR for w in window):
-        raise ValueError(f"window {list(window)}: give three positive sizes (z y x), each a multiple of {SIZE_DIVISOR}")
+    window = check_window(window_zyx or bundle.segmentation["patch_zyx"])
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap {overlap}: give a fraction in [0, 1)")
     out_dir = Path(out_dir)

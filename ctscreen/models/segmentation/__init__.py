@@ -18,4 +18,13 @@ SIZE_DIVISOR = 16
 # 1 x 1 x 2.5 mm; "small" fits minutes of training on a 2-core CPU, "tiny" is for unit tests.
 PATCH_ZYX = {"paper": (128, 256, 256), "small": (32, 96, 96), "tiny": (16, 32, 32)}
 
-__all__ = ["FCN8s", "PATCH_ZYX", "SIZE_DIVISOR", "UNetPlusPlus", "VNet"]
+__all__ = ["FCN8s", "PATCH_ZYX", "SIZE_DIVISOR", "UNetPlusPlus", "VNet", "check_window"]
+
+
+def check_window(window) -> tuple[int, int, int]:
+    """A sliding window (z, y, x) the networks accept: three positive multiples of ``SIZE_DIVISOR``."""
+    window = tuple(int(w) for w in window)
+    if len(window) != 3 or any(w <= 0 or w % SIZE_DIVISOR for w in window):
+        raise ValueError(f"window {list(window)}: give three positive sizes (z y x), each a multiple of {SIZE_DIVISOR} "
+                         "(U-Net, U-Net++ and V-Net halve them four times)")
+    return window
