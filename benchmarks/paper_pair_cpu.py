@@ -48,12 +48,12 @@ from ctscreen.imaging.preprocess import PreprocessingParameters, TARGET_SPACING_
 from ctscreen.imaging.synth import case_grid, choose_sites, clinical_grid, make_case, render_case  # noqa: E402
 from ctscreen.imaging.volume import CTVolume  # noqa: E402
 from ctscreen.inference.bundle import ModelBundle  # noqa: E402
+from ctscreen.inference.pair import classifier_input, covid_scores, lesion_mask  # noqa: E402
 from ctscreen.inference.sliding_window import lesion_probability, onnx_predictor  # noqa: E402
 from ctscreen.models import build_model  # noqa: E402
 from ctscreen.models.classification import INPUT_ZYX  # noqa: E402
 from ctscreen.models.export import export_onnx  # noqa: E402
 from ctscreen.models.segmentation import PATCH_ZYX, SIZE_DIVISOR, check_window  # noqa: E402
-from ctscreen.training.classification import classifier_input, covid_scores  # noqa: E402
 
 PAIR = ("unetpp", "resnet50")
 GOAL_S, GOAL_GB = 66.0, 8.0
@@ -246,7 +246,7 @@ def run_configuration(mode: Mode, config: Config, work: Path, crop_zyx, preproce
 def agreement(work: Path, name: str, reference: str, rows: dict, lungs: np.ndarray) -> dict:
     """How far ``name``'s outputs are from ``reference``'s on the same weights and the same study."""
     p, q = np.load(work / f"{name}.npy"), np.load(work / f"{reference}.npy")
-    a, b = (p > 0.5) & lungs, (q > 0.5) & lungs
+    a, b = lesion_mask(p, lungs), lesion_mask(q, lungs)
     voxels = int(a.sum() + b.sum())
     return {
         "max_abs_diff_probability": float(np.abs(p - q).max()),

@@ -25,6 +25,9 @@ from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
 
 MANIFEST = "bundle.json"
+# The one backend switch for running a bundle in-process: its PyTorch weights, or its ONNX graphs
+# under ONNX Runtime (the graphs Triton serves).
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -48,6 +51,16 @@ class ModelBundle:
             model.load_state_dict(torch.load(self.root / file, map_location=device, weights_only=True))
             model.to(device).eval()
         return seg, cls
+
+    def predictors(self, backend: str = "torch") -> tuple:
+        """(segmenter, classifier) on ``backend``: modules for ``torch``, ONNX Runtime sessions for ``onnx``."""
+        if backend == "torch":
+            return self.networks()
+        if backend == "onnx":
+            from ctscreen.inference.sliding_window import onnx_predictor
+
+            return onnx_predictor(self.root / "segmentation.onnx"), onnx_predictor(self.root / "classification.onnx")
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
 def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, classifier: nn.Module, classification: dict,

@@ -8,30 +8,39 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ctscreen.imaging.preprocess import preprocess
 from ctscreen.imaging.readers import load_volume
 from ctscreen.imaging.resample import resample_mask_like
 from ctscreen.imaging.volume import CTVolume, write_mask
 from ctscreen.inference.bundle import ModelBundle
-from ctscreen.inference.sliding_window import lesion_probability, onnx_predictor
+from ctscreen.inference.pair import PairOutput, PairPredictor, lesion_mask, run_pair
 from ctscreen.models.segmentation import check_window
-from ctscreen.training.classification import classifier_input
 
-BACKENDS = ("torch", "onnx")
+
+class LocalPair:
+    """The bundle's pair in this process. ``window_zyx``: the sliding window (default: the training
+    patch). A smaller one bounds memory — the paper-size pair fits 8 GB on a CPU with two
+    48 x 160 x 224 windows at overlap 0.1 — though networks that normalise per instance give
+    slightly different maps on other windows."""
+
+    def __init__(self, bundle: ModelBundle, backend: str = "torch", window_zyx: tuple[int, int, int] | None = None, overlap: float = 0.25):
+        self.window = check_window(window_zyx or bundle.segmentation["patch_zyx"])
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap {overlap}: give a fraction in [0, 1)")
+        self.overlap = overlap
+        self.input_zyx = tuple(bundle.classification["input_zyx"])
+        self.segmenter, self.classifier = bundle.predictors(backend)
+        self.served_by = {"backend": backend, "window_zyx": list(self.window), "overlap": overlap}
+
+    def __call__(self, image: np.ndarray, lung_mask: np.ndarray) -> PairOutput:
+        return run_pair(self.segmenter, self.classifier, image, lung_mask, self.window, self.input_zyx, self.overlap)
 
 
 def screen_study(path: str | Path, bundle: ModelBundle, out_dir: str | Path, backend: str = "torch", allow_gaps: bool = False,
-                 window_zyx: tuple[int, int, int] | None = None, overlap: float = 0.25) -> dict:
-    """``window_zyx``: the sliding window (default: the training patch). A smaller one bounds memory —
-    the paper-size pair fits 8 GB on a CPU with two 48 x 160 x 224 windows at overlap 0.1 — though
-    networks that normalise per instance give slightly different maps on other windows."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    window = check_window(window_zyx or bundle.segmentation["patch_zyx"])
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap {overlap}: give a fraction in [0, 1)")
+                 window_zyx: tuple[int, int, int] | None = None, overlap: float = 0.25, predictor: PairPredictor | None = None) -> dict:
+    """Without ``predictor`` the bundle runs here on ``backend`` with ``window_zyx`` and ``overlap``
+    (``LocalPair``); with one the pair runs where it says (a Triton server, say)."""
     out_dir = Path(out_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -44,41 +53,32 @@ def screen_study(path: str | Path, bundle: ModelBundle, out_dir: str | Path, bac
 
     volume = load_volume(path, allow_gaps=allow_gaps)
     lap("load")
-    if backend == "onnx":
-        segmenter, classifier = onnx_predictor(bundle.root / "segmentation.onnx"), onnx_predictor(bundle.root / "classification.onnx")
-    else:
-        segmenter, classifier = bundle.networks()
+    predictor = predictor or LocalPair(bundle, backend, window_zyx, overlap)
     lap("load_models")
     case = preprocess(volume, bundle.preprocessing)
     lap("preprocess")
-    probability_map = lesion_probability(segmenter, case.image, window, overlap=overlap, batch_size=1)
-    lap("segment")
-    inputs = classifier_input(case.image, probability_map, case.lung_mask, tuple(bundle.classification["input_zyx"]))[None]
-    with torch.no_grad():
-        logit = classifier(inputs)
-    probability = float(torch.sigmoid(logit.float()).reshape(-1)[0])
-    lap("classify")
+    output = predictor(case.image, case.lung_mask)
+    lap("infer")
+    timings.update(output.timings_s)
 
-    lesions = (probability_map > 0.5) & (case.lung_mask > 0)
-    lesion_mask = resample_mask_like(case.uncrop(lesions.astype(np.uint8)), case.resampled, volume)
-    lung_mask = resample_mask_like(case.uncrop(case.lung_mask), case.resampled, volume)
+    lesions = resample_mask_like(case.uncrop(lesion_mask(output.probability_map, case.lung_mask).astype(np.uint8)), case.resampled, volume)
+    lungs = resample_mask_like(case.uncrop(case.lung_mask), case.resampled, volume)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lesion_path = write_mask(volume, lesion_mask, out_dir / "lesion_mask.nii.gz")
-    lung_path = write_mask(volume, lung_mask, out_dir / "lung_mask.nii.gz")
-    overlay = draw_overlay(volume, lesion_mask, lung_mask, probability, bundle, out_dir / "overlay.png")
+    lesion_path = write_mask(volume, lesions, out_dir / "lesion_mask.nii.gz")
+    lung_path = write_mask(volume, lungs, out_dir / "lung_mask.nii.gz")
+    overlay = draw_overlay(volume, lesions, lungs, output.covid_probability, bundle, out_dir / "overlay.png")
     lap("write_results")
-    timings["total"] = round(sum(timings.values()), 3)
+    timings["total"] = round(sum(v for k, v in timings.items() if k not in output.timings_s), 3)
     return {
-        "covid_probability": round(probability, 6),
-        "positive": probability >= bundle.threshold,
+        "covid_probability": round(output.covid_probability, 6),
+        "positive": output.covid_probability >= bundle.threshold,
         "threshold": bundle.threshold,
-        "lesion_volume_ml": round(float(lesion_mask.sum()) * volume.voxel_volume_ml, 2),
-        "lung_volume_ml": round(float(lung_mask.sum()) * volume.voxel_volume_ml, 1),
+        "lesion_volume_ml": round(float(lesions.sum()) * volume.voxel_volume_ml, 2),
+        "lung_volume_ml": round(float(lungs.sum()) * volume.voxel_volume_ml, 1),
         "lesion_mask": str(lesion_path),
         "lung_mask": str(lung_path),
         "overlay_png": str(overlay),
-        "model": {"name": bundle.name, "path": str(bundle.root), "backend": backend, "window_zyx": list(window), "overlap": overlap,
-                  **bundle.provenance},
+        "model": {"name": bundle.name, "path": str(bundle.root), **predictor.served_by, **bundle.provenance},
         "timings_s": timings,
     }
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.utils import set_determinism
 from torch import nn
 
@@ -22,25 +21,6 @@ from ctscreen.training.loop import TrainingResult, fit
 
 def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
     return tuple(config.input_zyx) if config.input_zyx else INPUT_ZYX[config.profile]
-
-
-def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, lung_mask: np.ndarray,
-                     size_zyx: tuple[int, int, int]) -> torch.Tensor:
-    """(2, D, H, W): the lesion region and its predicted mask, resized together to the model's input.
-
-    Lesions lie in the lungs: what the segmenter finds outside them (heart, chest wall) is left out,
-    as the predicted lesion masks everywhere else are.
-    """
-    lesions = lesion_probability_map * (lung_mask > 0)
-    stacked = torch.from_numpy(np.stack([image, lesions]).astype(np.float32))[None]
-    return F.interpolate(stacked, size=size_zyx, mode="trilinear", align_corners=False)[0]
-
-
-def covid_scores(classifier, inputs: torch.Tensor, batch: int = 8) -> np.ndarray:
-    """COVID-19 probabilities of a batch of classifier inputs (a module or an ONNX predictor)."""
-    with torch.no_grad():
-        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch]).float()).reshape(-1).numpy()
-                               for i in range(0, len(inputs), batch)])
 
 
 def _batches(inputs: torch.Tensor, labels: torch.Tensor, config: ClassificationConfig, seed: int):

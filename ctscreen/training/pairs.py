@@ -17,11 +17,12 @@ from ctscreen.evaluation.classification import screening_report, threshold_for_s
 from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
 from ctscreen.inference.bundle import save_bundle
+from ctscreen.inference.pair import classifier_input, covid_scores, lesion_mask
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.manifest import read_manifest
 from ctscreen.models import build_model
 from ctscreen.training.cases import PreparedCase, prepare_cases
-from ctscreen.training.classification import classifier_input, covid_scores, input_size, train_classification
+from ctscreen.training.classification import input_size, train_classification
 from ctscreen.training.config import TrainingConfig
 from ctscreen.training.segmentation import patch_size, train_segmentation
 from ctscreen.training.split import split_by_patient
@@ -132,7 +133,7 @@ def evaluate_pair(segmentation: tuple[str, torch.nn.Module], classification: tup
         "scores": scores, "maps": maps, "threshold": threshold, "val_auc": val_auc if val_auc is not None else -1.0,
         "results": {k: screening_report([c.label for c in sets[k]], scores[k], threshold, [c.site for c in sets[k]],
                                         [c.subtype for c in sets[k]], config.evaluation.bootstrap_resamples) for k in tests},
-        "lesion_dice": {k: mean_lesion_dice([(maps[c.case_id] > 0.5) & (c.lung_mask > 0) for c in sets[k]], [c.lesion_mask for c in sets[k]])
+        "lesion_dice": {k: mean_lesion_dice([lesion_mask(maps[c.case_id], c.lung_mask) for c in sets[k]], [c.lesion_mask for c in sets[k]])
                         for k in tests},
     }
 
@@ -214,6 +215,6 @@ def _examples(cases: list[PreparedCase], pair: dict, test_set: str) -> list[dict
         outcome = ("true " if (score >= threshold) == bool(case.label) else "false ") + ("positive" if score >= threshold else "negative")
         found.setdefault(outcome, {
             "title": f"{outcome}: {case.case_id} ({case.subtype}), p={score:.2f}",
-            "image": case.image, "truth": case.lesion_mask > 0, "prediction": pair["maps"][case.case_id] > 0.5,
+            "image": case.image, "truth": case.lesion_mask > 0, "prediction": lesion_mask(pair["maps"][case.case_id], case.lung_mask),
         })
     return [found[k] for k in sorted(found)]

@@ -12,6 +12,7 @@ from monai.utils import set_determinism
 
 from ctscreen.evaluation.metrics import mean_lesion_dice
 from ctscreen.imaging.augment import training_augmentation
+from ctscreen.inference.pair import lesion_mask
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models import build_model
 from ctscreen.models.segmentation import PATCH_ZYX
@@ -82,7 +83,7 @@ def patch_sampler(cases: list[PreparedCase], config: SegmentationConfig, seed: i
 def validation_dice(cases: list[PreparedCase], patch: tuple[int, int, int]):
     def validate(model) -> dict:
         annotated = [c for c in cases if c.lesion_mask.any()]
-        predictions = [(lesion_probability(model, c.image, patch) > 0.5) & (c.lung_mask > 0) for c in annotated]
+        predictions = [lesion_mask(lesion_probability(model, c.image, patch), c.lung_mask) for c in annotated]
         value = mean_lesion_dice(predictions, [c.lesion_mask for c in annotated])
         return {"dice": value} if value is not None else {}
 

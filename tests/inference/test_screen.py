@@ -62,3 +62,11 @@ def test_a_bounded_window_screens_on_the_study_grid_and_bad_windows_are_refused(
         screen_study(real_chest_ct, bundle, tmp_path, window_zyx=(10, 32, 32))
     with pytest.raises(ValueError, match="overlap"):
         screen_study(real_chest_ct, bundle, tmp_path, overlap=1.0)
+
+
+def test_screening_runs_without_the_training_code():
+    """The edge image carries inference, not training: screening must not import it (nor evaluation)."""
+    probe = ("import sys, ctscreen.inference.screen, ctscreen.inference.pair; "
+             "print(sorted(m for m in sys.modules if m.startswith(('ctscreen.training', 'ctscreen.evaluation'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
