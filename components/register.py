@@ -14,18 +14,26 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_candidates: Input[List[Model]],
              classification_candidates: Input[List[Model]], summary: str, decision: str, dataset_version: str,
-             tracking_uri: str, experiment: str) -> str:
-    """Returns the registered version and the aliases it holds, as JSON."""
+             tracking_uri: str, experiment: str, signing_key: str) -> str:
+    """Returns the registered version and the aliases it holds, as JSON. The bundle is registered
+    signed (OpenSSF model signing with ``signing_key``): the chain of custody to the edge starts here."""
     import json
+    import shutil
+    import tempfile
+    from pathlib import Path
 
     from ctscreen.inference.bundle import bundle_digest
+    from ctscreen.inference.signature import sign_bundle
     from ctscreen.registry.models import CHAMPION, ModelRegistry
     from ctscreen.registry.tracking import log_retrain_run
 
-    run_id = log_retrain_run(tracking_uri, experiment, json.loads(summary), json.loads(decision), json.loads(dataset_version),
-                             bundle.path, evaluation.path,
-                             [(f"segmentation/{m.metadata['name']}", m.path) for m in segmentation_candidates]
-                             + [(f"classification/{m.metadata['name']}", m.path) for m in classification_candidates])
+    with tempfile.TemporaryDirectory() as scratch:  # the step's input artifact stays as the cache holds it
+        signed = Path(shutil.copytree(bundle.path, Path(scratch) / "bundle"))
+        sign_bundle(signed, signing_key)
+        run_id = log_retrain_run(tracking_uri, experiment, json.loads(summary), json.loads(decision), json.loads(dataset_version),
+                                 signed, evaluation.path,
+                                 [(f"segmentation/{m.metadata['name']}", m.path) for m in segmentation_candidates]
+                                 + [(f"classification/{m.metadata['name']}", m.path) for m in classification_candidates])
     gate = json.loads(decision)
     registry = ModelRegistry(tracking_uri)
     test = json.loads(summary)["test"].get("test", {})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ctscreen import __version__
 from ctscreen.errors import CTScreenError
-from ctscreen.home import dataset_dir, dvc_remote, tracking_uri
+from ctscreen.home import bundle_signing_key, dataset_dir, dvc_remote, home, tracking_uri
 
 EXIT_USAGE = 2
 
@@ -207,7 +207,8 @@ def cmd_registry_rollback(args) -> int:
 def _pipeline_arguments(args) -> dict:
     return {"intake": str(args.intake), "dataset": str(args.dataset), "tracking_uri": args.mlflow_uri,
             "params": str(args.config) if args.config else None, "overrides": args.set, "gate_overrides": args.gate,
-            "segmentation_models": args.segmentation_models, "classification_models": args.classification_models}
+            "segmentation_models": args.segmentation_models, "classification_models": args.classification_models,
+            "signing_key": args.signing_key}
 
 
 def cmd_pipeline_run(args) -> int:
@@ -252,6 +253,54 @@ def cmd_stages_simulate(args) -> int:
     summary = simulate(args.out, args.stages, args.first, args.growth, args.dataset, args.mlflow_uri, args.sites, args.seed, args.profile,
                        args.set, args.gate, args.config, args.segmentation_models, args.classification_models)
     _print_result(summary, args.json)
+    return 0
+
+
+def _triton_state(args) -> Path:
+    return args.state or home() / "triton"
+
+
+def cmd_triton_up(args) -> int:
+    from serving.triton import server
+
+    started = server.start(args.repository, _triton_state(args), load=args.load, progress=lambda line: print(line, file=sys.stderr))
+    _print_result(started.describe(), args.json)
+    return 0
+
+
+def cmd_triton_down(args) -> int:
+    from serving.triton import server
+
+    stopped = server.stop(_triton_state(args))
+    _print_result({"stopped": stopped is not None, **({"pid": stopped.pid} if stopped else {})}, args.json)
+    return 0
+
+
+def cmd_triton_status(args) -> int:
+    from serving.triton import server
+
+    found = server.read_state(_triton_state(args))
+    if found is None:
+        _print_result({"running": False, "state": str(_triton_state(args))}, args.json)
+        return 1
+    described = found.describe()
+    if described["ready"]:
+        described["models"] = found.index()
+    _print_result(described, args.json)
+    return 0 if described["ready"] else 1
+
+
+def cmd_release_build(args) -> int:
+    import tempfile
+
+    from serving.release.registered import registered_bundle
+    from serving.triton.repository import build_release
+
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle, facts = registered_bundle(args.model, args.tracking_uri, scratch)
+        built = build_release(bundle, args.repository, args.public_key, facts, target=args.target)
+    _print_result({"version": built.version, "created": built.created, "repository": str(built.repository), "files": len(built.files()),
+                   **{k: built.facts.get(k) for k in ("model", "mlflow_version", "pair", "bundle_sha256", "onnx_parity_max_abs")}}, args.json)
     return 0
 
 
@@ -406,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="override a gate setting, e.g. auto_promote=true")
         sub.add_argument("--segmentation-models", nargs="+", help="segmentation candidates (default: all four)")
         sub.add_argument("--classification-models", nargs="+", help="classification candidates (default: all four)")
+        sub.add_argument("--signing-key", type=Path, default=bundle_signing_key(),
+                         help=f"private key that signs registered bundles (default: {bundle_signing_key()}, made on first local run)")
         sub.add_argument("--json", action="store_true")
 
     pipeline = add("pipeline", None, "The retrain pipeline (Kubeflow Pipelines): run it here, compile it, submit or schedule it on a cluster.")
@@ -441,6 +492,38 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--profile", default="small", help="synthetic grid: tiny, small or full")
     pipeline_options(simulate, intake=False)
+
+    triton = add("triton", None, "A Triton Inference Server on this machine (loopback, explicit model control).")
+    triton_verbs = triton.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def triton_option(sub):
+        sub.add_argument("--state", type=Path, help=f"the server's state folder: pid, ports, log (default: {home() / 'triton'})")
+        sub.add_argument("--json", action="store_true")
+
+    up = triton_verbs.add_parser("up", help="obtain tritonserver (first use: one pip download), start it, wait until ready")
+    up.set_defaults(func=cmd_triton_up)
+    up.add_argument("--repository", type=Path, default=home() / "triton-repository", help="Triton model repository")
+    up.add_argument("--load", action="append", default=[], metavar="MODEL", help="load this model at start (explicit model control)")
+    triton_option(up)
+    down = triton_verbs.add_parser("down", help="stop the server")
+    down.set_defaults(func=cmd_triton_down)
+    triton_option(down)
+    status = triton_verbs.add_parser("status", help="whether it runs and is ready, its addresses and its models' states (exit 1 if not ready)")
+    status.set_defaults(func=cmd_triton_status)
+    triton_option(status)
+
+    release = add("release", None, "Releases: registered bundles as Triton model versions, signed and published on channels.")
+    release_verbs = release.add_subparsers(dest="what", required=True, metavar="WHAT")
+    build = release_verbs.add_parser("build", help="write a registered bundle into a Triton model repository as a new version")
+    build.set_defaults(func=cmd_release_build)
+    build.add_argument("--model", default="ctscreen-screening@champion", help="MODEL@ALIAS or MODEL@VERSION (default: ctscreen-screening@champion)")
+    build.add_argument("--repository", type=Path, default=home() / "triton-repository", help="Triton model repository to add the version to")
+    build.add_argument("--target", default="cpu", choices=["cpu", "gpu"],
+                       help="cpu: ONNX Runtime inside the Python backend; gpu: Triton's native onnxruntime backend")
+    build.add_argument("--public-key", type=Path, default=bundle_signing_key().with_suffix(".pub"),
+                       help="public key the bundle's model signature must verify against")
+    build.add_argument("--tracking-uri", default=tracking_uri(), help="MLflow tracking URI")
+    build.add_argument("--json", action="store_true")
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

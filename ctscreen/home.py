@@ -50,6 +50,15 @@ def artifact_root() -> Path:
     return home() / "mlartifacts"
 
 
+def keys_dir() -> Path:
+    """Private keys of the place where releases are made: the bundle-signing key, the release store's role keys."""
+    return home() / "keys"
+
+
+def bundle_signing_key() -> Path:
+    return keys_dir() / "bundle-signing.key"
+
+
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` when set (an MLflow server), else SQLite under the home."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home() / 'mlflow.db').resolve()}"

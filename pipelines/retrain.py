@@ -21,7 +21,6 @@ from components.train_classification import train_classification
 from components.train_segmentation import train_segmentation
 
 
-
 def _gpu(task: dsl.PipelineTask, memory: str) -> dsl.PipelineTask:
     return task.set_cpu_request("4").set_memory_request(memory).set_memory_limit(memory).set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
 
@@ -33,7 +32,7 @@ def _cpu(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4G") -> dsl.Pipe
 @dsl.pipeline(name="ctscreen-retrain", description="Version new cases, train and compare the segmentation -> classification pairs, "
                                                    "gate against the champion, register the winner.")
 def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: str, gate_policy: str, segmentation_models: list,
-            classification_models: list, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
+            classification_models: list, signing_key: str, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
     # ingest, gate and register read or change state outside their inputs (intake, registry): never cached
     ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed)).set_caching_options(False)
     version = ingested.outputs["dataset_version"]
@@ -56,5 +55,5 @@ def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: st
                                segmentation_candidates=dsl.Collected(segmenter.outputs["model"]),
                                classification_candidates=dsl.Collected(classifier.outputs["model"]),
                                summary=evaluated.outputs["Output"], decision=decided.output, dataset_version=version,
-                               tracking_uri=tracking_uri, experiment=experiment)).set_caching_options(False)
+                               tracking_uri=tracking_uri, experiment=experiment, signing_key=signing_key)).set_caching_options(False)
     return registered.output

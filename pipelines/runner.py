@@ -20,7 +20,8 @@ from kfp import compiler
 from ctscreen.dataset.intake import check_intake
 from ctscreen.dataset.repository import DatasetRepository
 from ctscreen.evaluation.gate import GatePolicy
-from ctscreen.home import dvc_remote, home, scoped_environment
+from ctscreen.home import bundle_signing_key, dvc_remote, home, scoped_environment
+from ctscreen.inference.signature import generate_signing_key, public_key_of
 from ctscreen.manifest import read_manifest
 from ctscreen.training.config import load_config, load_section
 from pipelines.retrain import retrain
@@ -32,17 +33,22 @@ SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
               overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
-              classification_models: list[str] | None = None, seed: int = 0) -> dict:
-    """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote) on first use."""
+              classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None) -> dict:
+    """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote), and
+    the key that signs registered bundles, on first use."""
     from kfp import local
 
     dataset = Path(dataset).resolve()
     if not (dataset / ".dvc").exists():
         DatasetRepository.create(dataset, dvc_remote())
+    signing_key = Path(signing_key or bundle_signing_key()).resolve()
+    if not signing_key.exists():
+        generate_signing_key(signing_key)
+        print(f"created the bundle-signing key {signing_key} (public half: {public_key_of(signing_key)})", file=sys.stderr)
     # cached steps are keyed by their inputs, the dataset version among them: a second run on the same data reuses them
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"), enable_caching=True)
     arguments = pipeline_arguments(Path(intake).resolve(), dataset, str((home() / "cache").resolve()), tracking_uri, params, overrides, gate_overrides,
-                                   segmentation_models, classification_models, seed)
+                                   segmentation_models, classification_models, seed, signing_key)
     started = time.perf_counter()
     # kfp.local runs a loop's candidates two at a time, each step its own process: with every core each,
     # their OpenMP threads spin against each other (training ran up to 40x slower); half the cores each
@@ -54,12 +60,14 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
 
 def pipeline_arguments(intake: str | Path, dataset: str | Path, cache: str, tracking_uri: str, params: str | Path | None = None,
                        overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
-                       classification_models: list[str] | None = None, seed: int = 0) -> dict:
-    """The pipeline's inputs, paths as given (they are paths where the steps run); the configuration
+                       classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None) -> dict:
+    """The pipeline's inputs, paths as given (they are paths where the steps run: on a cluster the
+    signing key is a mounted secret); the configuration
     (``params.yaml`` and overrides) resolved and passed by value, its model lists unless others are given."""
     config = load_config(params, list(overrides))
     return {
         "intake": str(intake), "dataset": str(dataset), "cache": cache, "tracking_uri": tracking_uri, "seed": seed,
+        "signing_key": str(signing_key or bundle_signing_key()),
         "config": json.dumps(config.to_dict()),
         "gate_policy": json.dumps(asdict(load_section(GatePolicy, "gate", params, list(gate_overrides)))),
         "segmentation_models": list(segmentation_models or config.segmentation.models),

@@ -21,6 +21,7 @@ from ctscreen import __version__
 from ctscreen.errors import InputError
 from ctscreen.home import home
 from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.inference.signature import SIGNATURE
 from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
 
@@ -89,10 +90,11 @@ def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, c
 
 
 def bundle_digest(path: str | Path) -> str:
-    """SHA-256 over a bundle's files (names and bytes): the same bundle, wherever it lies."""
+    """SHA-256 over a bundle's files (names and bytes), its signature left out: the same bundle,
+    wherever it lies and whenever it was signed."""
     root = Path(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != SIGNATURE):
         digest.update(file.relative_to(root).as_posix().encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()

@@ -9,22 +9,14 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
+from ctscreen.inference.onnx_runtime import onnx_session
+
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
 def onnx_predictor(path, threads: int | None = None) -> Predictor:
-    """An ONNX Runtime session as a predictor over CPU tensors (the Triton model's exact graph), every graph
-    optimisation on. ``threads`` fixes the intra-op thread count (default: ONNX Runtime's, one per physical core)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # the arena keeps every block it ever grew to: 9.1 GB peak for one paper-size U-Net++ window, 4.0 GB
-    # without it, at the same speed (benchmarks/paper_pair_cpu.py)
-    options.enable_cpu_mem_arena = False
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """An ONNX Runtime session (the Triton model's exact graph) as a predictor over CPU tensors."""
+    session = onnx_session(path, threads)
     return lambda x: torch.from_numpy(session.run(["output"], {"input": x.float().numpy()})[0])
 
 

@@ -1,0 +1,1 @@
+"""Serving: Triton model repositories, signed releases, the edge."""

@@ -1,0 +1,1 @@
+"""Triton Inference Server: a release as a Triton model repository, the server itself, a client."""

@@ -1,0 +1,169 @@
+"""A model bundle as a new numbered version of a Triton model repository.
+
+Release ``N`` writes version ``N`` of each of the three models (``serving.triton.config``)::
+
+    ctscreen-segmentation/config.pbtxt           version policy: N and the version before it
+    ctscreen-segmentation/N/model.onnx           the bundle's graph, byte for byte
+    ctscreen-segmentation/N/model.py             cpu target: ONNX Runtime in the Python backend
+    ctscreen-segmentation/N/config.json          this version's configuration (what a node loads it with)
+    ctscreen-classification/...                  the same for the classifier
+    ctscreen-screening/N/model.py                the entry point (BLS)
+    ctscreen-screening/N/bundle/                 the signed bundle, whole (its signature covers it)
+    ctscreen-screening/N/reference.npz           synthetic reference cases and the outputs computed here
+    ctscreen-screening/N/release.json            the release's facts
+
+Earlier versions stay where they are. Everything of version ``N`` is written into a staging folder
+first and moved into place model by model, the configurations last, so a server polling the
+repository never meets half a version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctscreen.errors import CTScreenError
+from ctscreen.imaging.preprocess import preprocess
+from ctscreen.imaging.synth import case_grid, choose_sites, make_case, render_case
+from ctscreen.imaging.volume import CTVolume
+from ctscreen.inference.bundle import ModelBundle, bundle_digest
+from ctscreen.inference.onnx_runtime import onnx_session
+from ctscreen.inference.screen import LocalPair
+from ctscreen.inference.signature import verify_bundle
+from serving.triton import models
+from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
+
+# ONNX against PyTorch on the same reference input, largest absolute difference of the logits allowed:
+# graph optimisations reorder float32 arithmetic, nothing more.
+PARITY_TOLERANCE = 1e-3
+# A node's smoke test against the outputs computed here: the same graphs in the same ONNX Runtime
+# settings reproduce them to rounding (batching and thread counts may reorder sums).
+SMOKE_TOLERANCE = 1e-4
+# Synthetic reference cases (seed, index) shipped with every release: a COVID-19 case and a healthy one
+# of the tiny profile, so no patient data travels and a smoke test takes seconds.
+REFERENCE_CASES = ((11, 0), (11, 3))
+MODEL_CODE = {"onnx_network.py": (SEGMENTATION, CLASSIFICATION), "screening.py": (SCREENING,)}
+
+
+class BuildError(CTScreenError):
+    """A bundle that cannot become a release: unsigned, tampered, or its ONNX graphs not the networks'."""
+
+
+@dataclass(frozen=True)
+class BuiltRelease:
+    version: int
+    repository: Path
+    facts: dict
+    created: bool  # False when this bundle was already in the repository as ``version``
+
+    def files(self) -> dict[str, Path]:
+        """Every file of the release by its path in the repository (what a release store publishes)."""
+        return {path.relative_to(self.repository).as_posix(): path for model in MODELS
+                for path in sorted((self.repository / model / str(self.version)).rglob("*")) if path.is_file()}
+
+
+def versions(repository: Path) -> list[int]:
+    """The release versions the repository holds (those of the entry model)."""
+    folder = Path(repository) / SCREENING
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
+def release_facts(repository: Path, version: int) -> dict:
+    return json.loads((Path(repository) / SCREENING / str(version) / "release.json").read_text())
+
+
+def build_release(bundle: ModelBundle, repository: str | Path, public_key: str | Path, facts: dict | None = None, target: str = "cpu",
+                  python_env: str | None = None) -> BuiltRelease:
+    """Version N+1 of ``repository`` from ``bundle``, after checking its model signature against
+    ``public_key`` and its ONNX graphs against its PyTorch weights. ``python_env``: the environment
+    Triton's Python stub runs in (default: this interpreter's)."""
+    repository = Path(repository)
+    verify_bundle(bundle.root, public_key)
+    digest = bundle_digest(bundle.root)
+    for version in versions(repository):
+        if release_facts(repository, version).get("bundle_sha256") == digest:
+            return BuiltRelease(version, repository, release_facts(repository, version), created=False)
+    parity = onnx_parity(bundle)
+    version = (versions(repository) or [0])[-1] + 1
+    facts = {**(facts or {}), "version": version, "bundle": bundle.name, "bundle_sha256": digest, "threshold": bundle.threshold,
+             "target": target, "onnx_parity_max_abs": parity, "smoke_tolerance": SMOKE_TOLERANCE,
+             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    configs = release_configs(target, python_env or (sys.prefix if target == "cpu" else None), [version])
+    staging = repository / f".staging-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    _write_version(bundle, staging, version, configs, target, facts)
+    previous = versions(repository)[-1:]
+    for model in MODELS:  # the networks first, the entry point that calls them last
+        (repository / model).mkdir(parents=True, exist_ok=True)
+        (staging / model / str(version)).rename(repository / model / str(version))
+    for model in MODELS:
+        _replace(repository / model / "config.pbtxt", to_pbtxt(with_versions(configs[model], previous + [version])))
+    shutil.rmtree(staging)
+    return BuiltRelease(version, repository, facts, created=True)
+
+
+def onnx_parity(bundle: ModelBundle) -> float:
+    """Largest absolute difference between each network's ONNX graph and its PyTorch weights on a seeded
+    reference input; refuses the bundle beyond ``PARITY_TOLERANCE``."""
+    segmenter, classifier = bundle.networks()
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for network, file, shape in ((segmenter, "segmentation.onnx", (1, 1, *bundle.segmentation["patch_zyx"])),
+                                 (classifier, "classification.onnx", (1, 2, *bundle.classification["input_zyx"]))):
+        example = torch.rand(shape, generator=generator)
+        with torch.no_grad():
+            expected = network(example)
+        expected = (expected[0] if isinstance(expected, (list, tuple)) else expected).numpy()
+        actual = onnx_session(bundle.root / file).run(["output"], {"input": example.numpy()})[0]
+        difference = float(np.abs(actual - expected).max())
+        if not difference <= PARITY_TOLERANCE:
+            raise BuildError(f"{bundle.root / file}: the ONNX graph differs from the PyTorch weights by {difference:.2e} "
+                             f"(tolerance {PARITY_TOLERANCE:.0e}) on the reference input")
+        worst = max(worst, difference)
+    return worst
+
+
+def reference_cases(bundle: ModelBundle) -> dict[str, np.ndarray]:
+    """The synthetic reference cases preprocessed with the bundle's parameters, and the pair's outputs
+    on them as ``ctscreen screen --backend onnx`` computes them."""
+    pair = LocalPair(bundle, "onnx")
+    arrays: dict[str, np.ndarray] = {}
+    for number, (seed, index) in enumerate(REFERENCE_CASES):
+        spec = make_case(seed, index, choose_sites(seed, 1))
+        grid = case_grid(spec, "tiny")
+        rendered = render_case(spec, grid)
+        case = preprocess(CTVolume(rendered.hu, grid.spacing_zyx, grid.origin_xyz), bundle.preprocessing)
+        output = pair(case.image, case.lung_mask)
+        arrays |= {f"{number}/image": case.image, f"{number}/lung_mask": case.lung_mask.astype(np.uint8),
+                   f"{number}/lesion_probability": output.probability_map, f"{number}/covid_probability": np.float32(output.covid_probability)}
+    return arrays
+
+
+def _write_version(bundle: ModelBundle, staging: Path, version: int, configs: dict, target: str, facts: dict) -> None:
+    code = Path(models.__file__).parent
+    for file, names in MODEL_CODE.items():
+        for model in names:
+            folder = staging / model / str(version)
+            folder.mkdir(parents=True)
+            if target == "cpu" or model == SCREENING:  # on a GPU the networks run in the native onnxruntime backend
+                shutil.copyfile(code / file, folder / "model.py")
+            (folder / "config.json").write_text(json.dumps(configs[model], indent=2))
+    shutil.copyfile(bundle.root / "segmentation.onnx", staging / SEGMENTATION / str(version) / "model.onnx")
+    shutil.copyfile(bundle.root / "classification.onnx", staging / CLASSIFICATION / str(version) / "model.onnx")
+    entry = staging / SCREENING / str(version)
+    shutil.copytree(bundle.root, entry / "bundle")
+    np.savez_compressed(entry / "reference.npz", **reference_cases(bundle))
+    (entry / "release.json").write_text(json.dumps(facts, indent=2, default=str))
+
+
+def _replace(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)

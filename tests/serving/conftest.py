@@ -1,0 +1,50 @@
+"""Signed bundles and a real Triton server, shared by the serving tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.inference.bundle import load_bundle, save_bundle
+from ctscreen.inference.signature import generate_signing_key, public_key_of, sign_bundle
+from ctscreen.models import build_model
+from ctscreen.models.classification import INPUT_ZYX
+from ctscreen.models.segmentation import PATCH_ZYX
+
+
+def make_signed_bundle(root: Path, key: Path, seed: int, segmentation: str = "fcn8s", threshold: float = 0.5):
+    """Freshly initialised tiny networks as a bundle, signed as the register step signs it."""
+    torch.manual_seed(seed)
+    save_bundle(root, build_model(segmentation, "tiny"), {"name": segmentation, "profile": "tiny", "patch_zyx": list(PATCH_ZYX["tiny"])},
+                build_model("resnet50", "tiny"), {"name": "resnet50", "profile": "tiny", "input_zyx": list(INPUT_ZYX["tiny"])},
+                PreprocessingParameters(), threshold=threshold, metrics={"test": {"auc": 0.5}})
+    sign_bundle(root, key)
+    return load_bundle(root)
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> Path:
+    return generate_signing_key(tmp_path_factory.mktemp("keys") / "bundle-signing.key")
+
+
+@pytest.fixture(scope="session")
+def public_key(signing_key) -> Path:
+    return public_key_of(signing_key)
+
+
+@pytest.fixture(scope="session")
+def signed_bundles(tmp_path_factory, signing_key):
+    """Two different signed bundles (two releases)."""
+    root = tmp_path_factory.mktemp("signed")
+    return [make_signed_bundle(root / f"bundle-{i}", signing_key, seed=i) for i in (1, 2)]
+
+
+@pytest.fixture
+def fresh_copy(tmp_path):
+    def copy(bundle):
+        return load_bundle(shutil.copytree(bundle.root, tmp_path / f"copy-{bundle.root.name}"))
+    return copy
