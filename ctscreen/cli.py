@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ctscreen import __version__
 from ctscreen.errors import CTScreenError
-from ctscreen.home import bundle_signing_key, dataset_dir, dvc_remote, home, tracking_uri
+from ctscreen.home import bundle_signing_key, dataset_dir, dvc_remote, home, release_keys_dir, release_store, tracking_uri
 
 EXIT_USAGE = 2
 
@@ -290,17 +290,151 @@ def cmd_triton_status(args) -> int:
     return 0 if described["ready"] else 1
 
 
+def _store(args, keys: bool = True):
+    from serving.release.store import ReleaseStore
+
+    return ReleaseStore.open(args.store, args.keys if keys else None)
+
+
+def cmd_release_keygen(args) -> int:
+    from serving.release.publishing import keygen
+
+    _print_result(keygen(args.keys, args.signing_key), args.json)
+    return 0
+
+
+def cmd_release_init(args) -> int:
+    from serving.release.store import ReleaseStore
+
+    store = ReleaseStore.create(args.store, args.keys, timestamp_expiry=_duration(args.timestamp_expiry))
+    _print_result({"store": str(store.store_dir), "trusted_root": str(store.root_path),
+                   "timestamp_expiry_s": store.expiry["timestamp"].total_seconds()}, args.json)
+    return 0
+
+
+def _duration(text: str):
+    from datetime import timedelta
+
+    from pipelines.runner import interval_seconds
+
+    return timedelta(seconds=interval_seconds(text))
+
+
 def cmd_release_build(args) -> int:
     import tempfile
 
+    from serving.release.publishing import add_to_store
     from serving.release.registered import registered_bundle
     from serving.triton.repository import build_release
 
+    store = _store(args)
     with tempfile.TemporaryDirectory() as scratch:
         bundle, facts = registered_bundle(args.model, args.tracking_uri, scratch)
         built = build_release(bundle, args.repository, args.public_key, facts, target=args.target)
-    _print_result({"version": built.version, "created": built.created, "repository": str(built.repository), "files": len(built.files()),
+    record = add_to_store(built, store)
+    _print_result({"version": built.version, "created": built.created, "repository": str(built.repository), "store": str(store.store_dir),
+                   "files": len(record["files"]),
                    **{k: built.facts.get(k) for k in ("model", "mlflow_version", "pair", "bundle_sha256", "onnx_parity_max_abs")}}, args.json)
+    return 0
+
+
+def cmd_release_publish(args) -> int:
+    _print_result(_store(args).publish(args.channel, args.version), args.json)
+    return 0
+
+
+def cmd_release_rollback(args) -> int:
+    _print_result({"channel": args.channel, "version": _store(args).rollback(args.channel)}, args.json)
+    return 0
+
+
+def cmd_release_refresh(args) -> int:
+    store = _store(args)
+    store.refresh_timestamp()
+    _print_result({"store": str(store.store_dir), "timestamp_expires": store.describe()["timestamp_expires"]}, args.json)
+    return 0
+
+
+def cmd_release_list(args) -> int:
+    described = _store(args, keys=False).describe()
+    if args.json:
+        print(json.dumps(described, indent=2, default=str))
+        return 0
+    for release in described["releases"]:
+        facts = release["facts"]
+        on = [name for name, version in described["channels"].items() if version == release["version"]]
+        print(f"release {release['version']:>3}  {','.join(on) or '-':<16} {facts.get('pair', '')}  MLflow version "
+              f"{facts.get('mlflow_version', '?')}  dataset {str(facts.get('dataset_version') or '')[:10]}  created {facts.get('created_at', '')}")
+    if not described["releases"]:
+        print(f"no releases yet in {args.store}")
+    print(f"timestamp expires {described['timestamp_expires']}")
+    return 0
+
+
+def cmd_release_serve(args) -> int:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), functools.partial(SimpleHTTPRequestHandler, directory=str(args.store)))
+    print(f"serving the release store {args.store} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _edge_config(args):
+    from serving.edge.config import load_edge_config
+
+    return load_edge_config(args.config)
+
+
+def cmd_edge_agent(args) -> int:
+    import logging
+
+    from serving.edge.agent import EdgeAgent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    with EdgeAgent(_edge_config(args)) as agent:
+        print(f"edge agent: /metrics, /healthz, /readyz on http://{agent.serve_http()}", file=sys.stderr)
+        try:
+            agent.run(polls=args.polls)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_edge_status(args) -> int:
+    from serving.edge.agent import running_agent
+    from serving.edge.state import EdgeState
+
+    config = _edge_config(args)
+    state = EdgeState.load(config.state_dir)
+    _print_result({"serving": state.serving, "previous": state.previous, "channel": config.channel,
+                   "channel_version": state.channel_version, "held_back": state.held_back, "last_poll": state.last_poll,
+                   "last_success": state.last_success, "last_error": state.last_failure, "refused": state.refused,
+                   "agent": running_agent(config.state_dir)}, args.json)
+    return 0
+
+
+def cmd_edge_rollback(args) -> int:
+    import urllib.error
+    import urllib.request
+
+    from serving.edge.agent import EdgeAgent, EdgeError, running_agent
+
+    config = _edge_config(args)
+    agent = running_agent(config.state_dir)
+    if agent is None:  # no agent runs: do it here, holding the node's lock as an agent would
+        with EdgeAgent(config) as offline:
+            _print_result(offline.rollback(), args.json)
+        return 0
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://{agent['http']}/rollback", data=b"", method="POST"), timeout=120) as answer:
+            _print_result(json.loads(answer.read()), args.json)
+    except urllib.error.HTTPError as error:
+        raise EdgeError(json.loads(error.read()).get("error", str(error))) from None
     return 0
 
 
@@ -514,8 +648,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     release = add("release", None, "Releases: registered bundles as Triton model versions, signed and published on channels.")
     release_verbs = release.add_subparsers(dest="what", required=True, metavar="WHAT")
-    build = release_verbs.add_parser("build", help="write a registered bundle into a Triton model repository as a new version")
+    def store_options(sub, keys: bool = True):
+        sub.add_argument("--store", type=Path, default=release_store(), help=f"the release store (default: {release_store()})")
+        if keys:
+            sub.add_argument("--keys", type=Path, default=release_keys_dir(), help=f"the store's role keys (default: {release_keys_dir()})")
+        sub.add_argument("--json", action="store_true")
+
+    keygen = release_verbs.add_parser("keygen", help="make the release store's role keys and the bundle-signing key (where none exist)")
+    keygen.set_defaults(func=cmd_release_keygen)
+    keygen.add_argument("--keys", type=Path, default=release_keys_dir())
+    keygen.add_argument("--signing-key", type=Path, default=bundle_signing_key())
+    keygen.add_argument("--json", action="store_true")
+    init = release_verbs.add_parser("init", help="create an empty release store (a TUF repository) signed with the keys")
+    init.set_defaults(func=cmd_release_init)
+    init.add_argument("--timestamp-expiry", default="1d", help="how long a timestamp is trusted: 30m, 6h, 1d (re-sign with `release refresh`)")
+    store_options(init)
+    build = release_verbs.add_parser("build", help="a registered bundle as a new Triton repository version and a signed release in the store")
     build.set_defaults(func=cmd_release_build)
+    store_options(build)
     build.add_argument("--model", default="ctscreen-screening@champion", help="MODEL@ALIAS or MODEL@VERSION (default: ctscreen-screening@champion)")
     build.add_argument("--repository", type=Path, default=home() / "triton-repository", help="Triton model repository to add the version to")
     build.add_argument("--target", default="cpu", choices=["cpu", "gpu"],
@@ -523,7 +673,43 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--public-key", type=Path, default=bundle_signing_key().with_suffix(".pub"),
                        help="public key the bundle's model signature must verify against")
     build.add_argument("--tracking-uri", default=tracking_uri(), help="MLflow tracking URI")
-    build.add_argument("--json", action="store_true")
+    publish = release_verbs.add_parser("publish", help="point a channel at a release")
+    publish.set_defaults(func=cmd_release_publish)
+    publish.add_argument("--channel", required=True, help="stable, canary, or any name")
+    publish.add_argument("--version", type=int, required=True)
+    store_options(publish)
+    channel_back = release_verbs.add_parser("rollback", help="point a channel back at the release it named before")
+    channel_back.set_defaults(func=cmd_release_rollback)
+    channel_back.add_argument("--channel", required=True)
+    store_options(channel_back)
+    refresh = release_verbs.add_parser("refresh", help="re-sign the store's timestamp (run well within its expiry, e.g. from cron)")
+    refresh.set_defaults(func=cmd_release_refresh)
+    store_options(refresh)
+    listing = release_verbs.add_parser("list", help="releases, their facts and the channels naming them")
+    listing.set_defaults(func=cmd_release_list)
+    store_options(listing, keys=False)
+    serve = release_verbs.add_parser("serve", help="serve the store to edge nodes over HTTP on loopback (any static file server will do)")
+    serve.set_defaults(func=cmd_release_serve)
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--store", type=Path, default=release_store())
+
+    edge = add("edge", None, "The hospital edge: the agent that takes releases from a channel and serves them from the node's Triton.")
+    edge_verbs = edge.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def edge_options(sub):
+        sub.add_argument("--config", type=Path, required=True, help="the node's edge configuration (YAML)")
+        sub.add_argument("--json", action="store_true")
+
+    agent = edge_verbs.add_parser("agent", help="run the agent: poll, verify, load, smoke-test, switch, roll back on failure")
+    agent.set_defaults(func=cmd_edge_agent)
+    agent.add_argument("--polls", type=int, help="stop after this many polls (default: run until stopped)")
+    edge_options(agent)
+    edge_status = edge_verbs.add_parser("status", help="the release in service, the channel's, the last poll and the last error")
+    edge_status.set_defaults(func=cmd_edge_status)
+    edge_options(edge_status)
+    edge_back = edge_verbs.add_parser("rollback", help="serve the previous release again, now (held back until the channel moves on)")
+    edge_back.set_defaults(func=cmd_edge_rollback)
+    edge_options(edge_back)
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -59,6 +59,15 @@ def bundle_signing_key() -> Path:
     return keys_dir() / "bundle-signing.key"
 
 
+def release_keys_dir() -> Path:
+    return keys_dir() / "release"
+
+
+def release_store() -> Path:
+    """The release store central serves to edge nodes (a TUF repository)."""
+    return home() / "release-store"
+
+
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` when set (an MLflow server), else SQLite under the home."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home() / 'mlflow.db').resolve()}"

@@ -5,7 +5,6 @@ two networks asked through Triton at this release's own version."""
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
