@@ -194,7 +194,17 @@ class EdgeAgent:
         self.metrics.smoke_tests.labels("pass").inc()
         log.info("release %s passed its smoke test (largest differences %s)", version, worst)
         self._switch(version)
-        shutil.rmtree(self._staging(version), ignore_errors=True)
+        self._prune()
+
+    def _prune(self) -> None:
+        """After a switch only the two loaded releases stay, installed; downloads are done with."""
+        keep = {str(v) for v in self.state.loaded()}
+        shutil.rmtree(self.state_dir / "staging", ignore_errors=True)
+        for cached in (self.state_dir / "tuf" / "cache").glob("releases%2F*"):
+            cached.unlink(missing_ok=True)
+        for installed in self.config.repository.glob("*/*"):
+            if installed.is_dir() and installed.name.isdigit() and installed.name not in keep:
+                shutil.rmtree(installed, ignore_errors=True)
 
     def _load_candidate(self, version: int) -> None:
         """``version`` loaded beside the release in service; on a refusal the node is put back as it was."""
