@@ -51,6 +51,7 @@ DEFAULT_TIMESTAMP_EXPIRY = timedelta(days=1)
 CONFIG = "store.json"
 LOCK = ".lock"
 RELEASE_RECORD = "release.json"
+RECORD_PATH = re.compile(rf"releases/\d+/{re.escape(RELEASE_RECORD)}")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]+")
 FILE_NAME_PART = re.compile(r"[A-Za-z0-9._-]+")  # target paths go into URLs unquoted
 CHUNK = 1 << 20
@@ -234,7 +235,7 @@ class ReleaseStore:
     def releases(self) -> list[dict]:
         targets = self._read_state().targets.signed
         records = [json.loads(self._target_content(target)) for path, target in targets.targets.items()
-                   if path.startswith("releases/") and path.endswith(f"/{RELEASE_RECORD}")]
+                   if RECORD_PATH.fullmatch(path)]
         return sorted(records, key=lambda record: record["version"])
 
     def channels(self) -> dict[str, int]:

@@ -10,7 +10,7 @@ Release ``N`` writes version ``N`` of each of the three models (``serving.triton
     ctscreen-screening/N/model.py                the entry point (BLS)
     ctscreen-screening/N/bundle/                 the signed bundle, whole (its signature covers it)
     ctscreen-screening/N/reference.npz           synthetic reference cases and the outputs computed here
-    ctscreen-screening/N/release.json            the release's facts
+    ctscreen-screening/N/facts.json              the release's facts
 
 Earlier versions stay where they are. Everything of version ``N`` is written into a staging folder
 first and moved into place model by model, the configurations last, so a server polling the
@@ -49,6 +49,7 @@ SMOKE_TOLERANCE = 1e-4
 # Synthetic reference cases (seed, index) shipped with every release: a COVID-19 case and a healthy one
 # of the tiny profile, so no patient data travels and a smoke test takes seconds.
 REFERENCE_CASES = ((11, 0), (11, 3))
+FACTS = "facts.json"
 MODEL_CODE = {"onnx_network.py": (SEGMENTATION, CLASSIFICATION), "screening.py": (SCREENING,)}
 
 
@@ -76,7 +77,7 @@ def versions(repository: Path) -> list[int]:
 
 
 def release_facts(repository: Path, version: int) -> dict:
-    return json.loads((Path(repository) / SCREENING / str(version) / "release.json").read_text())
+    return json.loads((Path(repository) / SCREENING / str(version) / FACTS).read_text())
 
 
 def build_release(bundle: ModelBundle, repository: str | Path, public_key: str | Path, facts: dict | None = None, target: str = "cpu",
@@ -160,7 +161,7 @@ def _write_version(bundle: ModelBundle, staging: Path, version: int, configs: di
     entry = staging / SCREENING / str(version)
     shutil.copytree(bundle.root, entry / "bundle")
     np.savez_compressed(entry / "reference.npz", **reference_cases(bundle))
-    (entry / "release.json").write_text(json.dumps(facts, indent=2, default=str))
+    (entry / FACTS).write_text(json.dumps(facts, indent=2, default=str))
 
 
 def _replace(path: Path, text: str) -> None:

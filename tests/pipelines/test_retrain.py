@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 
-import mlflow
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -16,46 +15,10 @@ from ctscreen.dataset.repository import DatasetRepository
 from ctscreen.dataset.synthetic import synthetic_intake
 from ctscreen.home import dvc_remote
 from ctscreen.manifest import read_manifest
-from ctscreen.registry.models import CHALLENGER, CHAMPION, ModelRegistry
+from ctscreen.registry.models import CHALLENGER, ModelRegistry
 from pipelines.runner import compile_pipeline, run_local
 from pipelines.stages import stage_sizes, summarise_stages
-from tests.dataset.bad_cases import plant_bad_cases
-
-TINY = ["spacing_zyx=[5.0, 4.0, 4.0]", "segmentation.profile=tiny", "classification.profile=tiny", "segmentation.optimiser.epochs=2",
-        "segmentation.samples_per_case=1", "classification.optimiser.epochs=2", "evaluation.bootstrap_resamples=50"]
-PROMOTE = ["min_sensitivity=0.0", "auto_promote=true"]
-MODELS = {"segmentation_models": ["fcn8s", "unet"], "classification_models": ["resnet50", "inception_v3"]}
-
-
-def _run_folders(root) -> list:
-    return sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))  # named by start time
-
-
-@pytest.fixture(scope="module")
-def stages(tmp_path_factory):
-    root = tmp_path_factory.mktemp("retrain")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CTSCREEN_HOME", str(root / "home"))
-    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    key, uri = secrets.token_bytes(32), f"sqlite:///{root / 'home' / 'mlflow.db'}"
-    (root / "home").mkdir()
-    runs, versions, splits = [], [], []
-    for stage, (first, count) in enumerate(((0, 14), (14, 6))):
-        intake = root / f"intake-{stage}"
-        synthetic_intake(intake, cases=count, key=key, profile="tiny", first=first, progress=False)
-        planted = plant_bad_cases(intake) if stage == 0 else {}
-        runs.append(run_local(intake, root / "home" / "dataset", uri, overrides=TINY,
-                              gate_overrides=PROMOTE, **MODELS) | {"planted": planted})
-        repo = DatasetRepository.open(root / "home" / "dataset")
-        versions.append(repo.version())
-        splits.append(repo.split_at("HEAD"))
-    registry = ModelRegistry(uri)
-    after_two_stages = {v.version: v for v in registry.versions()}, registry.alias(CHAMPION).version
-    # the same data again: cached steps are reused
-    runs.append(run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=TINY,
-                          gate_overrides=PROMOTE, **MODELS))
-    yield root, uri, runs, versions, splits, after_two_stages
-    patch.undo()
+from tests.pipelines.tiny import MODELS, TINY, run_folders
 
 
 def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
@@ -68,7 +31,7 @@ def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
 
 def test_planted_bad_cases_are_rejected_with_reasons(stages):
     root, _, runs, _, _, _ = stages
-    first_run = _run_folders(root)[0]
+    first_run = run_folders(root)[0]
     report = (first_run / "ingest" / "rejected").read_text()
     for case_id, reason in runs[0]["planted"].items():
         assert f"| {case_id} | " in report and reason in report
@@ -117,7 +80,7 @@ def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
 def test_a_second_run_on_the_same_data_reuses_the_cached_steps_and_registers_nothing_new(stages):
     root, uri, runs, versions, _, (registered, _) = stages
     assert DatasetRepository.open(root / "home" / "dataset").version() == versions[1]
-    rerun = _run_folders(root)[2]
+    rerun = run_folders(root)[2]
     assert {p.name for p in rerun.iterdir() if p.is_dir()} == {"ingest", "gate", "register"}  # never cached: they read the world
     assert runs[2]["version"] == runs[1]["version"] and len(ModelRegistry(uri).versions()) == len(registered)
 

@@ -23,7 +23,7 @@ from serving.release.store import ReleaseStore, generate_keys
 from serving.triton import server
 from serving.triton.client import TritonPair
 from serving.triton.config import MODELS, SCREENING
-from serving.triton.repository import build_release, release_facts
+from serving.triton.repository import FACTS, build_release, release_facts
 
 
 class Central:
@@ -89,28 +89,32 @@ def derive_release(central: Central, version: int, change=None, source: int = 2)
     for model in MODELS:
         shutil.copytree(central.repository / model / str(source), folder / model / str(version))
     facts = {**release_facts(central.repository, source), "version": version, "derived_from": source}
-    (folder / SCREENING / str(version) / "release.json").write_text(json.dumps(facts))
+    (folder / SCREENING / str(version) / FACTS).write_text(json.dumps(facts))
     if change is not None:
         change(folder / SCREENING / str(version), folder)
     central.store.add_release(version, folder, facts)
     return version
 
 
-@pytest.fixture(scope="package")
-def node(central, public_key, tmp_path_factory):
+def start_node(root: Path, channel_url: str, trusted_root: Path, public_key: Path) -> dict:
     """A hospital node: its own Triton over its own repository, and the edge agent's configuration."""
-    root = tmp_path_factory.mktemp("node")
     state = root / "state"
     (state / "repository").mkdir(parents=True)
-    shutil.copyfile(central.store.root_path, root / "root.json")
+    shutil.copyfile(trusted_root, root / "root.json")
     shutil.copyfile(public_key, root / "bundle-signing.pub")
     running = server.start(state / "repository", root / "triton")
     config_path = root / "edge.yaml"
     config_path.write_text(yaml.safe_dump({
-        "channel_url": central.url, "channel": "stable", "trusted_root": "root.json", "bundle_public_key": "bundle-signing.pub",
+        "channel_url": channel_url, "channel": "stable", "trusted_root": "root.json", "bundle_public_key": "bundle-signing.pub",
         "state_dir": "state", "triton_url": running.http_url, "poll_interval_s": 0.5, "max_backoff_s": 4, "metrics_address": "127.0.0.1:0",
     }))
-    yield {"root": root, "config_path": config_path, "config": load_edge_config(config_path), "triton": running}
+    return {"root": root, "config_path": config_path, "config": load_edge_config(config_path), "triton": running}
+
+
+@pytest.fixture(scope="package")
+def node(central, public_key, tmp_path_factory):
+    root = tmp_path_factory.mktemp("node")
+    yield start_node(root, central.url, central.store.root_path, public_key)
     server.stop(root / "triton")
 
 

@@ -215,3 +215,10 @@ def test_writers_take_turns(store, keys, tmp_path):
     assert errors == []
     assert [record["version"] for record in store.releases()] == list(range(1, 9))
     assert store.describe()["metadata_versions"]["targets"] == 9
+
+
+def test_a_file_named_like_the_release_record_inside_a_release_is_not_a_release(store, release_files):
+    (release_files / "nested").mkdir()
+    (release_files / "nested" / "release.json").write_text('{"not": "a record"}')
+    store.add_release(1, release_files, FACTS)
+    assert [r["version"] for r in store.releases()] == [1] and "nested/release.json" in store.releases()[0]["files"]

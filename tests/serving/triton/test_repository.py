@@ -30,7 +30,7 @@ def test_releases_become_numbered_versions_and_the_policy_keeps_the_previous_one
     assert not list(repository.glob(".staging-*"))
     reference = np.load(repository / SCREENING / "1" / "reference.npz")
     assert {"0/image", "0/lung_mask", "0/lesion_probability", "0/covid_probability", "1/image"} <= set(reference.files)
-    assert set(first.files()) >= {f"{SCREENING}/1/bundle/model.sig", f"{SEGMENTATION}/1/model.onnx", f"{SCREENING}/1/release.json"}
+    assert set(first.files()) >= {f"{SCREENING}/1/bundle/model.sig", f"{SEGMENTATION}/1/model.onnx", f"{SCREENING}/1/facts.json"}
 
 
 def test_the_same_bundle_is_not_released_twice(signed_bundles, public_key, tmp_path):

@@ -1,0 +1,10 @@
+"""The tiny pipeline settings the pipeline tests share."""
+
+TINY = ["spacing_zyx=[5.0, 4.0, 4.0]", "segmentation.profile=tiny", "classification.profile=tiny", "segmentation.optimiser.epochs=2",
+        "segmentation.samples_per_case=1", "classification.optimiser.epochs=2", "evaluation.bootstrap_resamples=50"]
+PROMOTE = ["min_sensitivity=0.0", "auto_promote=true"]
+MODELS = {"segmentation_models": ["fcn8s", "unet"], "classification_models": ["resnet50", "inception_v3"]}
+
+
+def run_folders(root) -> list:
+    return sorted((root / "home" / "pipeline-root").glob("ctscreen-retrain-*"))  # named by start time
