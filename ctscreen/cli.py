@@ -140,9 +140,20 @@ def cmd_screen(args) -> int:
     from ctscreen.inference.screen import screen_study
     from ctscreen.registry.default import current_default_bundle
 
-    bundle = load_bundle(args.bundle) if args.bundle else current_default_bundle()
+    predictor = None
+    if args.backend == "triton":  # a release of a Triton repository; in-process over the same files if no server serves it
+        from serving.triton.client import serving_pair
+        from serving.triton.repository import release_bundle
+
+        if args.release is None:
+            raise CTScreenError("--backend triton needs --release N (the repository version to screen with)")
+        bundle = release_bundle(args.repository, args.release)
+        predictor = serving_pair(args.triton_url, args.repository, args.release, args.protocol)
+    else:
+        bundle = load_bundle(args.bundle) if args.bundle else current_default_bundle()
     out = args.out or Path("screening") / Path(args.path).name.split(".")[0]
-    result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps, window_zyx=args.window, overlap=args.overlap)
+    result = screen_study(args.path, bundle, out, backend=args.backend, allow_gaps=args.allow_gaps, window_zyx=args.window, overlap=args.overlap,
+                          predictor=predictor)
     _print_result(result, args.json)
     return 0
 
@@ -534,7 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("path", type=Path, help="DICOM folder or image file")
     screen.add_argument("--bundle", type=Path, help="model bundle folder (default: the platform's current default model)")
     screen.add_argument("--out", type=Path, help="folder for masks and the picture (default: screening/<study>)")
-    screen.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    screen.add_argument("--backend", default="torch", choices=["torch", "onnx", "triton"],
+                        help="torch or onnx: the bundle in this process; triton: a release through a Triton server")
+    screen.add_argument("--triton-url", default="127.0.0.1:8000", help="with --backend triton: the server (host:port of --protocol)")
+    screen.add_argument("--protocol", default="http", choices=["http", "grpc"])
+    screen.add_argument("--repository", type=Path, default=home() / "triton-repository", help="with --backend triton: the Triton repository")
+    screen.add_argument("--release", type=int, help="with --backend triton: the release (repository version) to screen with")
     screen.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"),
                         help="sliding window, multiples of 16 (default: the training patch); smaller bounds memory")
     screen.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")

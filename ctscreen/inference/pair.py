@@ -5,33 +5,17 @@ input, its COVID-19 scores, the lesion rule, and the whole pair on one preproces
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctscreen.inference.predictor import PairOutput
 from ctscreen.inference.sliding_window import Predictor, lesion_probability
 
 # A voxel is a lesion when the segmenter's lesion probability exceeds this and it lies in the lung region.
 LESION_PROBABILITY = 0.5
 
-
-
-@dataclass
-class PairOutput:
-    probability_map: np.ndarray  # lesion probability per voxel, float32, the preprocessed image's shape
-    covid_probability: float
-    timings_s: dict[str, float] = field(default_factory=dict)
-
-
-class PairPredictor(Protocol):
-    """The pair wherever it runs (this process, a Triton server): one preprocessed case in, its output out."""
-
-    served_by: dict  # where and how it runs, for the screening result
-
-    def __call__(self, image: np.ndarray, lung_mask: np.ndarray) -> PairOutput: ...
 
 
 def lesion_mask(probability_map: np.ndarray, lung_mask: np.ndarray) -> np.ndarray:

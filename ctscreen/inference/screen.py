@@ -14,7 +14,8 @@ from ctscreen.imaging.readers import load_volume
 from ctscreen.imaging.resample import resample_mask_like
 from ctscreen.imaging.volume import CTVolume, write_mask
 from ctscreen.inference.bundle import ModelBundle
-from ctscreen.inference.pair import PairOutput, PairPredictor, lesion_mask, run_pair
+from ctscreen.inference.pair import lesion_mask, run_pair
+from ctscreen.inference.predictor import PairOutput, PairPredictor
 from ctscreen.models.segmentation import check_window
 
 

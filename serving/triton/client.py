@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import Counter
 
-from ctscreen.inference.bundle import load_bundle
-from ctscreen.inference.pair import PairOutput
-from ctscreen.inference.screen import LocalPair
+from ctscreen.inference.predictor import PairOutput
 from serving.triton.config import SCREENING
 
 PROTOCOLS = ("http", "grpc")
@@ -56,10 +54,13 @@ class TritonPair:
             return False
 
 
-def repository_pair(repository: str | Path, version: int) -> LocalPair:
+def repository_pair(repository: str | Path, version: int):
     """The repository's release ``version`` in this process: the bundle it ships under ONNX Runtime,
-    the same graphs the Triton models run."""
-    pair = LocalPair(load_bundle(Path(repository) / SCREENING / str(version) / "bundle"), "onnx")
+    the same graphs the Triton models run (a ``LocalPair``: torch is imported only here)."""
+    from ctscreen.inference.screen import LocalPair
+    from serving.triton.repository import release_bundle
+
+    pair = LocalPair(release_bundle(repository, version), "onnx")
     pair.served_by = {**pair.served_by, "backend": "onnx-in-process", "repository": str(repository), "version": version}
     return pair
 

@@ -33,7 +33,7 @@ from ctscreen.errors import CTScreenError
 from ctscreen.imaging.preprocess import preprocess
 from ctscreen.imaging.synth import case_grid, choose_sites, make_case, render_case
 from ctscreen.imaging.volume import CTVolume
-from ctscreen.inference.bundle import ModelBundle, bundle_digest
+from ctscreen.inference.bundle import ModelBundle, bundle_digest, load_bundle
 from ctscreen.inference.onnx_runtime import onnx_session
 from ctscreen.inference.screen import LocalPair
 from ctscreen.inference.signature import verify_bundle
@@ -74,6 +74,11 @@ def versions(repository: Path) -> list[int]:
     """The release versions the repository holds (those of the entry model)."""
     folder = Path(repository) / SCREENING
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
+def release_bundle(repository: str | Path, version: int) -> ModelBundle:
+    """The bundle release ``version`` ships (what its Triton models run)."""
+    return load_bundle(Path(repository) / SCREENING / str(version) / "bundle")
 
 
 def release_facts(repository: Path, version: int) -> dict:

@@ -115,3 +115,12 @@ def test_edge_status_and_an_on_site_rollback_through_the_running_agent(node, age
     assert (agent.state.serving, agent.state.previous, agent.state.held_back) == (before[1], before[0], before[0])
     agent.poll_once()  # the channel still names what was rolled back from: held back
     assert agent.state.serving == before[1]
+
+
+def test_the_agent_runs_without_torch_training_or_mlflow():
+    """An edge node's agent carries the release and serving code only."""
+    probe = ("import sys, serving.edge.agent; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'monai', 'mlflow', 'kfp', 'dvc'}), "
+             "sorted(m for m in sys.modules if m.startswith(('ctscreen.training', 'ctscreen.evaluation', 'ctscreen.registry'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[] []"

@@ -99,3 +99,18 @@ def test_triton_cli_up_status_down(served, tmp_path):
     down = ctscreen("down")
     assert down.returncode == 0 and json.loads(down.stdout)["stopped"]
     assert ctscreen("status").returncode == 1
+
+
+@pytest.mark.parametrize("url, backend", [("served", "triton"), ("127.0.0.1:9", "onnx-in-process")])
+def test_screen_cli_through_triton_or_in_process_when_none_serves(served, real_chest_ct, tmp_path, url, backend):
+    release = served["release"]
+    screened = subprocess.run([sys.executable, "-m", "ctscreen.cli", "screen", str(real_chest_ct), "--backend", "triton",
+                               "--triton-url", served["server"].grpc_url if url == "served" else url, "--protocol", "grpc",
+                               "--repository", str(release.repository), "--release", str(release.version), "--out", str(tmp_path / "out"),
+                               "--json"], capture_output=True, text=True, timeout=600)
+    assert screened.returncode == 0, screened.stderr[-2000:]
+    result = json.loads(screened.stdout)
+    assert result["model"]["backend"] == backend and result["model"]["version"] == release.version
+    assert ("screening in-process with ONNX Runtime" in screened.stderr) == (backend == "onnx-in-process")
+    in_process = screen_study(real_chest_ct, served["bundle"], tmp_path / "onnx", backend="onnx")
+    assert result["covid_probability"] == in_process["covid_probability"]
