@@ -652,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = triton_verbs.add_parser("up", help="obtain tritonserver (first use: one pip download), start it, wait until ready")
     up.set_defaults(func=cmd_triton_up)
-    up.add_argument("--repository", type=Path, default=home() / "triton-repository", help="Triton model repository")
+    up.add_argument("--repository", default=str(home() / "triton-repository"), help="Triton model repository: a path or an S3 URL")
     up.add_argument("--load", action="append", default=[], metavar="MODEL", help="load this model at start (explicit model control)")
     triton_option(up)
     down = triton_verbs.add_parser("down", help="stop the server")
@@ -683,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_release_build)
     store_options(build)
     build.add_argument("--model", default="ctscreen-screening@champion", help="MODEL@ALIAS or MODEL@VERSION (default: ctscreen-screening@champion)")
-    build.add_argument("--repository", type=Path, default=home() / "triton-repository", help="Triton model repository to add the version to")
+    build.add_argument("--repository", default=str(home() / "triton-repository"),
+                       help="Triton model repository to add the version to: a path or s3://[host:port/]bucket/prefix")
     build.add_argument("--target", default="cpu", choices=["cpu", "gpu"],
                        help="cpu: ONNX Runtime inside the Python backend; gpu: Triton's native onnxruntime backend")
     build.add_argument("--public-key", type=Path, default=bundle_signing_key().with_suffix(".pub"),

@@ -90,6 +90,7 @@ def run_demo(out: Path, cases: int = 60, sites: int = 3, seed: int = 0, train: b
     if train:
         summary["models"] = _train_and_screen(out, central_manifest, rows, config)
         summary["stages"] = _retraining_stages(out, seed)
+        summary["release"] = _release_to_a_node(out, out / "deidentified" / summary["models"]["screened_example"]["case_id"])
     (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, rows))
     return out / "summary.md"
@@ -111,6 +112,14 @@ def _retraining_stages(out: Path, seed: int) -> dict:
     with home_at(out / "platform") as platform:
         return simulate(out / "stages", **DEMO_STAGES, dataset=platform / "dataset", tracking_uri=f"sqlite:///{platform / 'mlflow.db'}",
                         seed=seed, profile="small", overrides=DEMO_STAGE_TRAINING, gate_overrides=DEMO_GATE, **DEMO_STAGE_MODELS)
+
+
+def _release_to_a_node(out: Path, study: Path) -> dict:
+    """The stages' champion released and served by a hospital node's own Triton (``serving.walkthrough``)."""
+    from serving.walkthrough import release_to_a_node
+
+    with home_at(out / "platform"):
+        return release_to_a_node(out / "edge", study)
 
 
 def _case_row(case, deid, volume, prepared: PreprocessedCase, truth_lungs, truth_lesions) -> dict:
@@ -163,10 +172,27 @@ def _markdown(summary: dict, rows: list[dict]) -> str:
         lines += _models_markdown(summary["models"])
     if "stages" in summary:
         lines += _stages_markdown(summary["stages"])
+    if "release" in summary:
+        lines += _release_markdown(summary["release"])
     columns = list(rows[0])
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _release_markdown(release: dict) -> list[str]:
+    shown = ", ".join(f"{name} {p:.6f} in {release['seconds'][name]:.2f} s" for name, p in release["covid_probability"].items())
+    return [
+        "## Release to a hospital node (Triton, a signed TUF channel, the edge agent)",
+        "",
+        f"- the champion (MLflow version {release['mlflow_version']}, {release['pair']}) built as release {release['release']} of a Triton "
+        f"repository, signed into the release store `{release['store']}` and published on `stable`",
+        f"- the node's agent verified it (TUF, model signature), loaded it into the node's own Triton, smoke-tested it and serves release "
+        f"{release['serving']}",
+        f"- the example study screened through it: {shown}; " + ("identical" if release["identical"] else "NOT identical") + " to the bit",
+        f"- the node (its configuration, state and Triton repository): `{release['node']}`; overlay `{release['overlay_png']}`",
+        "",
+    ]
 
 
 def _fmt(value) -> str:

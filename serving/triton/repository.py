@@ -39,6 +39,7 @@ from ctscreen.inference.screen import LocalPair
 from ctscreen.inference.signature import verify_bundle
 from serving.triton import models
 from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
+from serving.triton.location import FACTS, open_repository
 
 # ONNX against PyTorch on the same reference input, largest absolute difference of the logits allowed:
 # graph optimisations reorder float32 arithmetic, nothing more.
@@ -49,7 +50,6 @@ SMOKE_TOLERANCE = 1e-4
 # Synthetic reference cases (seed, index) shipped with every release: a COVID-19 case and a healthy one
 # of the tiny profile, so no patient data travels and a smoke test takes seconds.
 REFERENCE_CASES = ((11, 0), (11, 3))
-FACTS = "facts.json"
 MODEL_CODE = {"onnx_network.py": (SEGMENTATION, CLASSIFICATION), "screening.py": (SCREENING,)}
 
 
@@ -63,6 +63,7 @@ class BuiltRelease:
     repository: Path
     facts: dict
     created: bool  # False when this bundle was already in the repository as ``version``
+    location: str  # the repository as addressed: its path, or its S3 URL (``repository`` is then the local mirror)
 
     def files(self) -> dict[str, Path]:
         """Every file of the release by its path in the repository (what a release store publishes)."""
@@ -70,49 +71,35 @@ class BuiltRelease:
                 for path in sorted((self.repository / model / str(self.version)).rglob("*")) if path.is_file()}
 
 
-def versions(repository: Path) -> list[int]:
-    """The release versions the repository holds (those of the entry model)."""
-    folder = Path(repository) / SCREENING
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
-
-
 def release_bundle(repository: str | Path, version: int) -> ModelBundle:
     """The bundle release ``version`` ships (what its Triton models run)."""
     return load_bundle(Path(repository) / SCREENING / str(version) / "bundle")
 
 
-def release_facts(repository: Path, version: int) -> dict:
-    return json.loads((Path(repository) / SCREENING / str(version) / FACTS).read_text())
-
-
 def build_release(bundle: ModelBundle, repository: str | Path, public_key: str | Path, facts: dict | None = None, target: str = "cpu",
                   python_env: str | None = None) -> BuiltRelease:
-    """Version N+1 of ``repository`` from ``bundle``, after checking its model signature against
-    ``public_key`` and its ONNX graphs against its PyTorch weights. ``python_env``: the environment
-    Triton's Python stub runs in (default: this interpreter's)."""
-    repository = Path(repository)
+    """Version N+1 of ``repository`` (a path or an S3 URL) from ``bundle``, after checking its model
+    signature against ``public_key`` and its ONNX graphs against its PyTorch weights. ``python_env``:
+    the environment Triton's Python stub runs in (default: this interpreter's)."""
+    location = open_repository(repository)
     verify_bundle(bundle.root, public_key)
     digest = bundle_digest(bundle.root)
-    for version in versions(repository):
-        if release_facts(repository, version).get("bundle_sha256") == digest:
-            return BuiltRelease(version, repository, release_facts(repository, version), created=False)
+    known = location.versions()
+    for version in known:
+        if location.facts(version).get("bundle_sha256") == digest:
+            return BuiltRelease(version, location.local, location.facts(version), created=False, location=location.url)
     parity = onnx_parity(bundle)
-    version = (versions(repository) or [0])[-1] + 1
+    version = (known or [0])[-1] + 1
     facts = {**(facts or {}), "version": version, "bundle": bundle.name, "bundle_sha256": digest, "threshold": bundle.threshold,
              "target": target, "onnx_parity_max_abs": parity, "smoke_tolerance": SMOKE_TOLERANCE,
              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     configs = release_configs(target, python_env or (sys.prefix if target == "cpu" else None), [version])
-    staging = repository / f".staging-{version}"
+    staging = location.local / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     _write_version(bundle, staging, version, configs, target, facts)
-    previous = versions(repository)[-1:]
-    for model in MODELS:  # the networks first, the entry point that calls them last
-        (repository / model).mkdir(parents=True, exist_ok=True)
-        (staging / model / str(version)).rename(repository / model / str(version))
-    for model in MODELS:
-        _replace(repository / model / "config.pbtxt", to_pbtxt(with_versions(configs[model], previous + [version])))
+    location.put_version(staging, version, {model: to_pbtxt(with_versions(configs[model], known[-1:] + [version])) for model in MODELS})
     shutil.rmtree(staging)
-    return BuiltRelease(version, repository, facts, created=True)
+    return BuiltRelease(version, location.local, facts, created=True, location=location.url)
 
 
 def onnx_parity(bundle: ModelBundle) -> float:
@@ -169,7 +156,3 @@ def _write_version(bundle: ModelBundle, staging: Path, version: int, configs: di
     (entry / FACTS).write_text(json.dumps(facts, indent=2, default=str))
 
 
-def _replace(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)

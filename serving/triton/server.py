@@ -139,7 +139,8 @@ def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), t
     state_dir.mkdir(parents=True, exist_ok=True)
     ports = [_free_port() for _ in range(3)]
     log = state_dir / "tritonserver.log"
-    command = [str(server_dir / "bin" / "tritonserver"), f"--model-repository={Path(repository).resolve()}",
+    repository = str(repository) if str(repository).startswith("s3://") else str(Path(repository).resolve())  # as Triton accepts it
+    command = [str(server_dir / "bin" / "tritonserver"), f"--model-repository={repository}",
                f"--backend-directory={server_dir / 'backends'}", "--model-control-mode=explicit",
                *[f"--load-model={name}" for name in load],
                "--http-address=127.0.0.1", f"--http-port={ports[0]}", "--grpc-address=127.0.0.1", f"--grpc-port={ports[1]}",
@@ -150,7 +151,7 @@ def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), t
                                                                                   os.environ.get("LD_LIBRARY_PATH")]))}
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
-    server = TritonServer(process.pid, str(Path(repository).resolve()), *ports, str(log))
+    server = TritonServer(process.pid, repository, *ports, str(log))
     write_state(state_dir, server)
     deadline = time.monotonic() + timeout
     while not server.ready():

@@ -94,3 +94,15 @@ def test_registered_bundles_reach_a_node_and_come_back(stages, central, tmp_path
             assert output.covid_probability == pytest.approx(float(reference["0/covid_probability"]), abs=1e-4)
     finally:
         server.stop(tmp_path / "node" / "triton")
+
+
+def test_the_demo_walkthrough_serves_the_champion_from_a_node(stages, tmp_path):
+    from ctscreen.manifest import read_manifest
+    from serving.walkthrough import release_to_a_node
+
+    root, *_ = stages
+    study = read_manifest(root / "intake-1" / "manifest.csv")[0]["image"]
+    shown = release_to_a_node(tmp_path / "edge", study)
+    assert shown["serving"] == shown["release"] == 1 and shown["identical"]
+    assert set(shown["covid_probability"]) == {"triton_http", "triton_grpc", "onnx_in_process"}
+    assert not server.read_state(tmp_path / "edge" / "node" / "triton")  # stopped

@@ -23,7 +23,8 @@ from serving.release.store import ReleaseStore, generate_keys
 from serving.triton import server
 from serving.triton.client import TritonPair
 from serving.triton.config import MODELS, SCREENING
-from serving.triton.repository import FACTS, build_release, release_facts
+from serving.triton.location import FACTS, release_facts
+from serving.triton.repository import build_release
 
 
 class Central:

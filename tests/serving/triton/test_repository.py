@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from ctscreen.inference.bundle import load_bundle
-from ctscreen.inference.signature import SignatureError, generate_signing_key, public_key_of, sign_bundle
+from ctscreen.inference.signature import SignatureError, generate_signing_key, sign_bundle
 from serving.triton.config import MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt
-from serving.triton.repository import BuildError, build_release, release_facts, versions
+from serving.triton.location import release_facts, versions
+from serving.triton.repository import BuildError, build_release
 
 
 def test_releases_become_numbered_versions_and_the_policy_keeps_the_previous_one(signed_bundles, public_key, tmp_path):
@@ -80,3 +81,38 @@ def test_configurations_per_target(target):
     json.dumps(configs)  # the same dicts travel as a load request's JSON configuration
     with pytest.raises(ValueError, match="unknown target"):
         release_configs("tpu", None, [1])
+
+
+@pytest.fixture
+def s3(monkeypatch, tmp_path):
+    """An S3-compatible server (moto's) on loopback with one bucket, and credentials for it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    served = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    served.start()
+    host, port = served.get_host_and_port()
+    for name, value in {"AWS_ACCESS_KEY_ID": "ctscreen", "AWS_SECRET_ACCESS_KEY": "ctscreen", "AWS_DEFAULT_REGION": "us-east-1",
+                        "CTSCREEN_HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+    client.create_bucket(Bucket="models")
+    yield f"{host}:{port}", client
+    served.stop()
+
+
+def test_a_repository_on_s3_gets_numbered_versions_as_a_path_does(signed_bundles, public_key, s3):
+    endpoint, client = s3
+    url = f"s3://{endpoint}/models/triton"
+    first = build_release(signed_bundles[0], url, public_key)
+    second = build_release(signed_bundles[1], url, public_key)
+    again = build_release(signed_bundles[0], url, public_key)
+    assert (first.version, second.version, again.version, again.created) == (1, 2, 1, False)
+    keys = {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="models") for o in page.get("Contents", [])}
+    for relpath in second.files():
+        assert f"triton/{relpath}" in keys
+    assert client.get_object(Bucket="models", Key=f"triton/{SEGMENTATION}/2/model.onnx")["Body"].read() == \
+        (signed_bundles[1].root / "segmentation.onnx").read_bytes()
+    config = client.get_object(Bucket="models", Key=f"triton/{SCREENING}/config.pbtxt")["Body"].read().decode()
+    assert "versions: [ 1, 2 ]" in config
+    assert second.location == url and (second.repository / SCREENING / "2" / "facts.json").is_file()  # the local mirror publishes
