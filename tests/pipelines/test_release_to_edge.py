@@ -16,8 +16,8 @@ from serving.edge.agent import EdgeAgent
 from serving.release.store import ReleaseStore
 from serving.triton import server
 from serving.triton.config import CLASSIFICATION, SCREENING
-from tests.serving.edge.conftest import Central, derive_release, start_node
-from tests.serving.edge.test_agent import ScreeningClient
+from tests.serving.edge.conftest import Central, derive_release, serving_pair, start_node
+from tests.serving.edge.test_agent import poll_while_screening
 
 
 def ctscreen(*args) -> dict:
@@ -62,13 +62,7 @@ def test_registered_bundles_reach_a_node_and_come_back(stages, central, tmp_path
 
             assert release(central, "2")["version"] == 2
             publish(central, 2)
-            with ScreeningClient(node) as client:
-                while len(client.answers) < 2:
-                    pass
-                agent.poll_once()
-                seen = len(client.answers)
-                while len(client.answers) < seen + 2:
-                    pass
+            client = poll_while_screening(agent, node)
             assert agent.state.serving == 2 and client.errors == [] and set(client.answers) == {1, 2}
 
             def swapped_network(entry, folder):
@@ -90,7 +84,7 @@ def test_registered_bundles_reach_a_node_and_come_back(stages, central, tmp_path
             agent.poll_once()
             assert agent.state.serving == 1
             reference = np.load(node["config"].repository / SCREENING / "1" / "reference.npz")
-            output = ScreeningClient(node).pair(reference["0/image"], reference["0/lung_mask"], version=1)
+            output = serving_pair(node)(reference["0/image"], reference["0/lung_mask"], version=1)
             assert output.covid_probability == pytest.approx(float(reference["0/covid_probability"]), abs=1e-4)
     finally:
         server.stop(tmp_path / "node" / "triton")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import numpy as np
@@ -50,6 +51,12 @@ class ScreeningClient:
             except Exception as error:  # what a physician would see as a failed screening
                 self.errors.append(f"version {version}: {error}")
 
+    def wait_for(self, answers: int, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.answers) < answers:
+            assert time.monotonic() < deadline and self.thread.is_alive(), f"screening stalled: {self.errors[-3:]}"
+            time.sleep(0.05)
+
     def __enter__(self):
         self.thread.start()
         return self
@@ -57,6 +64,15 @@ class ScreeningClient:
     def __exit__(self, *exc):
         self.stopping.set()
         self.thread.join(timeout=120)
+
+
+def poll_while_screening(agent, node) -> ScreeningClient:
+    """One poll of the agent while a client screens before, during and after it."""
+    with ScreeningClient(node) as client:
+        client.wait_for(2)
+        agent.poll_once()
+        client.wait_for(len(client.answers) + 2)
+    return client
 
 
 def test_the_release_story_of_a_node(central, node, agent):
@@ -68,13 +84,7 @@ def test_the_release_story_of_a_node(central, node, agent):
     assert agent.state.serving == 1 and probe(agent, "/readyz") == 200 and probe(agent, "/healthz") == 200
 
     central.store.publish("stable", 2)
-    with ScreeningClient(node) as client:
-        while len(client.answers) < 2:
-            pass
-        agent.poll_once()
-        seen = len(client.answers)
-        while len(client.answers) < seen + 2:
-            pass
+    client = poll_while_screening(agent, node)
     assert agent.state.serving == 2 and agent.state.previous == 1
     assert client.errors == [] and set(client.answers) == {1, 2}  # screened throughout, on both sides of the switch
 
