@@ -37,6 +37,7 @@ from ctscreen.inference.bundle import ModelBundle, bundle_digest, load_bundle
 from ctscreen.inference.onnx_runtime import onnx_session
 from ctscreen.inference.screen import LocalPair
 from ctscreen.inference.signature import verify_bundle
+from ctscreen.models.export import torch_output
 from serving.triton import models
 from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
 from serving.triton.location import FACTS, open_repository
@@ -111,9 +112,7 @@ def onnx_parity(bundle: ModelBundle) -> float:
     for network, file, shape in ((segmenter, "segmentation.onnx", (1, 1, *bundle.segmentation["patch_zyx"])),
                                  (classifier, "classification.onnx", (1, 2, *bundle.classification["input_zyx"]))):
         example = torch.rand(shape, generator=generator)
-        with torch.no_grad():
-            expected = network(example)
-        expected = (expected[0] if isinstance(expected, (list, tuple)) else expected).numpy()
+        expected = torch_output(network, example)
         actual = onnx_session(bundle.root / file).run(["output"], {"input": example.numpy()})[0]
         difference = float(np.abs(actual - expected).max())
         if not difference <= PARITY_TOLERANCE:
