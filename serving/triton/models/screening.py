@@ -16,7 +16,7 @@ OVERLAP = 0.25  # ctscreen screen's default
 
 
 class NetworkError(RuntimeError):
-    pass
+    """One of the release's networks answered a BLS request with an error: the case's request fails with it."""
 
 
 def _network(name: str, version: int):
