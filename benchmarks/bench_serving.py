@@ -123,7 +123,8 @@ def _wait(condition, timeout: float = 600.0) -> None:
 
 
 def _edge_update(bundles, public_key: Path, root: Path) -> dict:
-    """A node's agent (its own process) following a channel: publish -> serving, and its memory."""
+    """A node's agent (its own process) following a channel: publish -> serving, the screenings a
+    client made meanwhile and how many failed, and the agent's memory."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -144,21 +145,40 @@ def _edge_update(bundles, public_key: Path, root: Path) -> dict:
     store.publish("stable", 1)
     agent = subprocess.Popen([sys.executable, "-m", "ctscreen.cli", "edge", "agent", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    screened = {"ok": 0, "failed": 0}
+    stopping = threading.Event()
+
+    def client():  # a physician's screenings all through the update, always on the release in service
+        pair = TritonPair(running.grpc_url, "grpc")
+        reference = np.load(root / "central-repository" / "ctscreen-screening" / "1" / "reference.npz")
+        while not stopping.is_set():
+            try:
+                pair(reference["0/image"], reference["0/lung_mask"], version=EdgeState.load(node / "state").serving)
+                screened["ok"] += 1
+            except Exception:  # what would be a failed screening
+                screened["failed"] += 1
+
+    screening = threading.Thread(target=client)
     try:
         _wait(lambda: EdgeState.load(node / "state").serving == 1)
         idle = _rss_kb(agent.pid)
+        screening.start()
         published = time.perf_counter()
         store.publish("stable", 2)
         _wait(lambda: EdgeState.load(node / "state").serving == 2)
         seconds = time.perf_counter() - published
         memory = _rss_kb(agent.pid)
     finally:
+        stopping.set()
+        if screening.is_alive():
+            screening.join()
         agent.terminate()
         agent.wait(timeout=60)
         server.stop(node / "triton")
         http.shutdown()
     return {"publish_to_serving_s": round(seconds, 2), "poll_interval_s": POLL_INTERVAL_S,
             "publish_to_serving_minus_poll_interval_s": round(seconds - POLL_INTERVAL_S, 2),
+            "screenings_during_the_update": screened,
             "agent_memory": {"serving_first_release_rss_mb": idle["rss_mb"], **memory}}
 
 
