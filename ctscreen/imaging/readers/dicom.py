@@ -32,6 +32,50 @@ class _Slice:
     ds: pydicom.Dataset
     position: np.ndarray
     orientation: np.ndarray
+    rows: int
+    cols: int
+    spacing: tuple[float, float]  # row, column (mm)
+    slope: float
+    intercept: float
+
+
+def _numbers(path: Path, ds: pydicom.Dataset, keyword: str, count: int, default: float | None = None) -> np.ndarray:
+    """``keyword``'s ``count`` values as finite floats; a PACS sends anything, so anything else is
+    refused naming the file and the field (``default`` stands in for an absent or empty one)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise InputError(path, f"{keyword} is missing")
+        return np.full(count, default, dtype=float)
+    values = list(value) if isinstance(value, (pydicom.multival.MultiValue, list, tuple)) else [value]
+    try:
+        numbers = np.array([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{keyword} is not numeric: {values!r:.80}") from None
+    if numbers.shape != (count,):
+        raise InputError(path, f"{keyword} has {len(numbers)} value(s), expected {count}")
+    if not np.isfinite(numbers).all():
+        raise InputError(path, f"{keyword} is not finite: {values!r:.80}")
+    return numbers
+
+
+def _size(path: Path, ds: pydicom.Dataset, keyword: str) -> int:
+    value = ds.get(keyword)
+    if not isinstance(value, int) or not 0 < value <= 65535:
+        raise InputError(path, f"{keyword} is not a positive image size: {value!r:.40}")
+    return value
+
+
+def _parse_slice(path: Path, ds: pydicom.Dataset) -> _Slice:
+    position = _numbers(path, ds, "ImagePositionPatient", 3)
+    orientation = _numbers(path, ds, "ImageOrientationPatient", 6)
+    if not np.allclose(np.linalg.norm(orientation.reshape(2, 3), axis=1), 1, atol=1e-2) or np.linalg.norm(_normal(orientation)) < 0.99:
+        raise InputError(path, f"ImageOrientationPatient is not two perpendicular unit vectors: {list(orientation)}")
+    spacing = _numbers(path, ds, "PixelSpacing", 2)
+    if not (spacing > 0).all() or spacing.max() > 1000:
+        raise InputError(path, f"PixelSpacing is not a plausible size in mm: {list(spacing)}")
+    slope, intercept = float(_numbers(path, ds, "RescaleSlope", 1, 1.0)[0]), float(_numbers(path, ds, "RescaleIntercept", 1, 0.0)[0])
+    return _Slice(path, ds, position, orientation, _size(path, ds, "Rows"), _size(path, ds, "Columns"), tuple(spacing), slope, intercept)
 
 
 def accepts(path: Path) -> bool:
@@ -67,25 +111,23 @@ def read_dicom_series(path: Path, allow_gaps: bool = False) -> CTVolume:
         if ds is None:
             skipped.append(f"{file.name}: not DICOM")
             continue
-        modality = str(ds.get("Modality", ""))
-        modalities.add(modality or "unknown")
-        if not _is_image(ds):
-            skipped.append(f"{file.name}: not an image ({ds.get('SOPClassUID', 'no SOP class')})")
-            continue
-        if _is_localizer(ds):
-            skipped.append(f"{file.name}: localizer")
-            continue
-        if modality != "CT":
-            skipped.append(f"{file.name}: modality {modality or 'missing'}")
-            continue
-        try:
-            position = np.array([float(v) for v in ds.ImagePositionPatient], dtype=float)
-            orientation = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(file, f"unreadable ImagePositionPatient/ImageOrientationPatient ({exc})") from None
-        if position.shape != (3,) or orientation.shape != (6,):
-            raise InputError(file, "malformed ImagePositionPatient or ImageOrientationPatient")
-        candidates[str(ds.get("SeriesInstanceUID", "unknown"))].append(_Slice(file, ds, position, orientation))
+        try:  # pydicom parses values when first touched: a corrupt one raises whatever it raises, here
+            modality = str(ds.get("Modality", ""))
+            modalities.add(modality or "unknown")
+            if not _is_image(ds):
+                skipped.append(f"{file.name}: not an image ({ds.get('SOPClassUID', 'no SOP class')})")
+                continue
+            if _is_localizer(ds):
+                skipped.append(f"{file.name}: localizer")
+                continue
+            if modality != "CT":
+                skipped.append(f"{file.name}: modality {modality or 'missing'}")
+                continue
+            candidates[str(ds.get("SeriesInstanceUID", "unknown"))].append(_parse_slice(file, ds))
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(file, f"unreadable header ({type(exc).__name__}: {exc})") from None
 
     if not candidates:
         if not modalities:
@@ -110,14 +152,14 @@ def read_dicom_series(path: Path, allow_gaps: bool = False) -> CTVolume:
     warnings.extend(z_warnings)
 
     first = slices[0].ds
-    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    row_spacing, col_spacing = slices[0].spacing
     orientation = slices[0].orientation
     direction = np.column_stack([orientation[:3], orientation[3:], _normal(orientation)])
     metadata = SeriesMetadata(
         modality=str(first.get("Modality", "")) or None,
         manufacturer=_text(first, "Manufacturer"),
         model=_text(first, "ManufacturerModelName"),
-        slice_thickness=float(first.SliceThickness) if first.get("SliceThickness") not in (None, "") else None,
+        slice_thickness=_optional_number(first, "SliceThickness"),
         kernel=_text(first, "ConvolutionKernel"),
         study_instance_uid=_text(first, "StudyInstanceUID"),
         series_instance_uid=_text(first, "SeriesInstanceUID"),
@@ -136,6 +178,15 @@ def read_dicom_series(path: Path, allow_gaps: bool = False) -> CTVolume:
     )
 
 
+def _optional_number(ds: pydicom.Dataset, keyword: str) -> float | None:
+    """A descriptive number (not geometry): None when absent or not a finite number."""
+    try:
+        value = float(ds.get(keyword))
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value in (None, ""):
@@ -147,19 +198,14 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
 
 def _order_and_check(slices: list[_Slice], folder: Path) -> list[_Slice]:
     reference = slices[0]
-    size = (int(reference.ds.Rows), int(reference.ds.Columns))
-    spacing = tuple(float(v) for v in reference.ds.get("PixelSpacing", [0, 0]))
-    if min(spacing) <= 0:
-        raise InputError(reference.path, "missing or invalid PixelSpacing")
+    size, spacing = (reference.rows, reference.cols), reference.spacing
     for s in slices[1:]:
-        if (int(s.ds.Rows), int(s.ds.Columns)) != size:
-            raise InputError(
-                s.path, f"slices of different sizes: {s.ds.Rows}x{s.ds.Columns} here, {size[0]}x{size[1]} in {reference.path.name}"
-            )
+        if (s.rows, s.cols) != size:
+            raise InputError(s.path, f"slices of different sizes: {s.rows}x{s.cols} here, {size[0]}x{size[1]} in {reference.path.name}")
         if np.abs(s.orientation - reference.orientation).max() > ORIENTATION_TOLERANCE:
             raise InputError(s.path, f"slices of different orientations: {list(s.orientation)} here, {list(reference.orientation)} in {reference.path.name}")
-        if tuple(float(v) for v in s.ds.PixelSpacing) != spacing:
-            raise InputError(s.path, f"slices of different pixel spacings: {list(s.ds.PixelSpacing)} here, {list(spacing)} in {reference.path.name}")
+        if s.spacing != spacing:
+            raise InputError(s.path, f"slices of different pixel spacings: {list(s.spacing)} here, {list(spacing)} in {reference.path.name}")
     normal = _normal(reference.orientation)
     slices = sorted(slices, key=lambda s: float(np.dot(s.position, normal)))
     if len(slices) < 2:
@@ -171,7 +217,7 @@ def _order_and_check(slices: list[_Slice], folder: Path) -> list[_Slice]:
         raise InputError(b.path, f"two slices at the same position {positions[duplicate[0]]:.3f} mm ({a.path.name} and {b.path.name})")
 
     tilt_deg = _tilt_degrees(slices, normal)
-    stated_tilt = float(reference.ds.get("GantryDetectorTilt", 0) or 0)
+    stated_tilt = float(_numbers(reference.path, reference.ds, "GantryDetectorTilt", 1, 0.0)[0])
     if tilt_deg > TILT_TOLERANCE_DEG or abs(stated_tilt) > TILT_TOLERANCE_DEG:
         raise InputError(
             folder,
@@ -191,9 +237,9 @@ def _tilt_degrees(slices: list[_Slice], normal: np.ndarray) -> float:
 _NATIVE_SYNTAXES = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
 
 
-def _native_frame(ds: pydicom.Dataset) -> np.ndarray | None:
+def _native_frame(s: _Slice) -> np.ndarray | None:
     """Uncompressed 16-bit frames read straight from the buffer: pydicom's decoder costs more than the disk."""
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    ds, rows, cols = s.ds, s.rows, s.cols
     if (
         ds.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES
         or int(ds.get("BitsAllocated", 0)) != 16
@@ -210,26 +256,27 @@ def _native_frame(ds: pydicom.Dataset) -> np.ndarray | None:
 
 
 def _decode(s: _Slice) -> np.ndarray:
-    native = _native_frame(s.ds)
-    if native is not None:
-        return native
     try:
+        native = _native_frame(s)
+        if native is not None:
+            return native
         pixels = s.ds.pixel_array
     except Exception as exc:
         syntax = s.ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", syntax)
         raise InputError(s.path, f"cannot decode pixel data ({name}): {exc}") from None
-    if pixels.ndim != 2:
-        raise InputError(s.path, f"expected one 2D frame, found pixel data of shape {pixels.shape}")
+    if pixels.shape != (s.rows, s.cols):
+        raise InputError(s.path, f"expected one {s.rows}x{s.cols} frame, found pixel data of shape {pixels.shape}")
     return pixels
 
 
 def _stack_pixels(slices: list[_Slice]) -> np.ndarray:
-    """HU per slice; int16 when every rescale is an integer shift that fits, else float32."""
-    slopes = np.array([float(s.ds.get("RescaleSlope", 1) or 1) for s in slices])
-    intercepts = np.array([float(s.ds.get("RescaleIntercept", 0) or 0) for s in slices])
+    """HU per slice; int16 when every rescale is an integer shift that fits, else float32 (refused
+    where the rescale takes it beyond float32)."""
+    slopes = np.array([s.slope for s in slices])
+    intercepts = np.array([s.intercept for s in slices])
     integral = bool(np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)))
-    rows, cols = int(slices[0].ds.Rows), int(slices[0].ds.Columns)
+    rows, cols = slices[0].rows, slices[0].cols
     out = np.empty((len(slices), rows, cols), dtype=np.int16 if integral else np.float32)
     compressed = slices[0].ds.file_meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES
     with ThreadPoolExecutor(max_workers=4 if compressed else 1) as pool:  # codecs release the GIL, buffer reads don't need threads
@@ -238,18 +285,35 @@ def _stack_pixels(slices: list[_Slice]) -> np.ndarray:
                 return _stack_pixels_float(slices, slopes, intercepts)
             np.add(pixels, np.int32(intercepts[k]) if integral else np.int32(0), out=out[k], casting="unsafe")
             if not integral:
-                out[k] *= slopes[k]
-                out[k] += intercepts[k]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    out[k] *= slopes[k]
+                    out[k] += intercepts[k]
+                _check_finite(out[k], slices[k])
     return out
 
 
 def _stack_pixels_float(slices: list[_Slice], slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    return np.stack([_decode(s) * np.float32(m) + np.float32(b) for s, m, b in zip(slices, slopes, intercepts)]).astype(np.float32)
+    out = np.empty((len(slices), slices[0].rows, slices[0].cols), dtype=np.float32)
+    for k, (s, m, b) in enumerate(zip(slices, slopes, intercepts)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[k] = _decode(s) * np.float32(m) + np.float32(b)
+        _check_finite(out[k], s)
+    return out
+
+
+def _check_finite(hu: np.ndarray, s: _Slice) -> None:
+    if not np.isfinite(hu).all():
+        raise InputError(s.path, f"RescaleSlope {s.slope:g} and RescaleIntercept {s.intercept:g} give HU beyond float32")
 
 
 def _uniform_z(positions: np.ndarray, hu: np.ndarray, folder: Path, slices: list[_Slice], allow_gaps: bool):
     steps = np.diff(positions)
     median = float(np.median(steps))
+    if not (np.isfinite(steps).all() and 0 < median < 1000):
+        raise InputError(folder, f"slice positions give no plausible slice spacing (median step {median:g} mm)")
+    if (positions[-1] - positions[0]) / median > 4 * len(positions):
+        raise InputError(folder, f"slice positions span {positions[-1] - positions[0]:g} mm, far beyond what {len(positions)} slices "
+                                 f"{median:g} mm apart cover: a slice's position is wrong")
     warnings: list[str] = []
     gaps = np.flatnonzero(steps > GAP_FACTOR * median)
     if gaps.size:
