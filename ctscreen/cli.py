@@ -326,9 +326,9 @@ def cmd_release_init(args) -> int:
 def _duration(text: str):
     from datetime import timedelta
 
-    from pipelines.runner import interval_seconds
+    from ctscreen.durations import duration_seconds
 
-    return timedelta(seconds=interval_seconds(text))
+    return timedelta(seconds=duration_seconds(text, "--timestamp-expiry"))
 
 
 def cmd_release_build(args) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from kfp import compiler
 
 from ctscreen.dataset.intake import check_intake
 from ctscreen.dataset.repository import DatasetRepository
+from ctscreen.durations import duration_seconds
 from ctscreen.evaluation.gate import GatePolicy
 from ctscreen.home import bundle_signing_key, dvc_remote, home, scoped_environment
 from ctscreen.inference.signature import generate_signing_key, public_key_of
@@ -27,8 +27,6 @@ from ctscreen.training.config import load_config, load_section
 from pipelines.retrain import retrain
 
 LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor running at once
-EVERY = re.compile(r"^(\d+)([smhd])$")
-SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
@@ -81,14 +79,6 @@ def compile_pipeline(out: str | Path) -> Path:
     return Path(out)
 
 
-def interval_seconds(every: str) -> int:
-    """``30m``, ``12h``, ``3d`` -> seconds."""
-    match = EVERY.match(every.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"--every {every!r}: give a positive whole number with s, m, h or d, e.g. 3d")
-    return int(match.group(1)) * SECONDS[match.group(2)]
-
-
 def submit(host: str, arguments: dict, experiment: str = "ctscreen-retrain", every: str | None = None) -> dict:
     """Submits the compiled pipeline to a Kubeflow Pipelines endpoint, once or every ``every``."""
     import tempfile
@@ -102,9 +92,10 @@ def submit(host: str, arguments: dict, experiment: str = "ctscreen-retrain", eve
             run = client.create_run_from_pipeline_package(str(package), arguments=arguments, experiment_name=experiment)
             return {"run_id": run.run_id}
         experiment_id = client.create_experiment(experiment).experiment_id
-        recurring = client.create_recurring_run(experiment_id, f"{experiment} every {every}", interval_second=interval_seconds(every),
+        seconds = duration_seconds(every, "--every")
+        recurring = client.create_recurring_run(experiment_id, f"{experiment} every {every}", interval_second=seconds,
                                                 params=arguments, pipeline_package_path=str(package))
-        return {"recurring_run_id": recurring.recurring_run_id, "interval_seconds": interval_seconds(every)}
+        return {"recurring_run_id": recurring.recurring_run_id, "interval_seconds": seconds}
 
 
 def new_case_count(intake: str | Path, dataset: str | Path, last_registered_rev: str | None) -> int:

@@ -16,18 +16,17 @@ that revision's dataset. One lock serialises writers, so concurrent pipelines ca
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from ctscreen.errors import CTScreenError, InputError
+from ctscreen.locking import exclusive
 from ctscreen.manifest import PATH_COLUMNS, content_digest, read_manifest, write_manifest
 from ctscreen.training.split import extend_split
 
@@ -129,15 +128,9 @@ class DatasetRepository:
         for case_id in case_ids:
             shutil.rmtree(self.root / "cases" / case_id, ignore_errors=True)
 
-    @contextmanager
     def lock(self):
         """Exclusive use of the repository for one writer; others wait."""
-        with open(self.root / LOCK, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return exclusive(self.root / LOCK)
 
     def _copy_in(self, row: dict, digest: str) -> dict:
         case_dir = self.root / "cases" / row["case_id"]

@@ -20,14 +20,12 @@ installed with ``metadata/1.root.json``; private keys live outside the store, wh
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,6 +38,7 @@ from tuf.api.metadata import Metadata, MetaFile, Root, Signed, Snapshot, TargetF
 from tuf.api.serialization.json import JSONSerializer
 
 from ctscreen.errors import CTScreenError, InputError, OutputError
+from ctscreen.locking import exclusive
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 ROOT_EXPIRY = timedelta(days=365)
@@ -265,15 +264,9 @@ class ReleaseStore:
             raise InputError(error.filename, "missing from the release store") from None
         return _State(root, targets, snapshot, timestamp)
 
-    @contextmanager
     def _locked(self):
         """Exclusive use of the store for one writer; others wait."""
-        with open(self.store_dir / LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return exclusive(self.store_dir / LOCK)
 
     def _commit(self, state: _State) -> None:
         """Serve the changed ``state.targets`` as the next version of targets, snapshot and timestamp."""
