@@ -9,9 +9,35 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 BENCH_OUT ?= benchmarks/results
 
-.PHONY: install test demo bench clean
+# Debian packages the edge service and its tests run: the PACS (Orthanc + DICOMweb), DCMTK's
+# storescu, dciodvfy, and Chromium with its driver for the browser tests. Installed as root.
+DEBIAN_PACKAGES := orthanc orthanc-dicomweb dcmtk dicom3tools chromium chromium-driver
+# The OHIF viewer the edge service serves: the built dist/ the npm package @ohif/app ships (only
+# that folder: the package's own dependencies are what it was built from).
+OHIF_VERSION := 3.13.2
+VIEWER_DIR := infra/ohif/dist
+VIEWER := $(VIEWER_DIR)/index.html
 
-install: $(STAMP)
+.PHONY: install system viewer test demo bench clean
+
+install: $(STAMP) system viewer
+
+system:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+viewer: $(VIEWER)
+
+$(VIEWER):
+	mkdir -p infra/ohif/.download
+	cd infra/ohif/.download && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && tar xzf ohif-app-$(OHIF_VERSION).tgz package/dist
+	rm -rf $(VIEWER_DIR) && mv infra/ohif/.download/package/dist $(VIEWER_DIR) && rm -rf infra/ohif/.download
+	touch $(VIEWER)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,4 +55,4 @@ bench: install
 	$(PY) benchmarks/run_all.py --out $(BENCH_OUT)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(VIEWER_DIR)
