@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +25,7 @@ from pathlib import Path
 
 from ctscreen.errors import CTScreenError
 from ctscreen.home import home
+from serving import daemons
 
 WHEEL = "nvidia-pytriton==0.7.0"  # tritonserver 2.51.0
 SERVER_VERSION = "2.51.0"
@@ -102,11 +101,7 @@ class TritonServer:
                 "running": self.running(), "ready": self.ready()}
 
     def running(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except OSError:
-            return False
-        return True
+        return daemons.running(self.pid)
 
     def ready(self) -> bool:
         try:
@@ -122,12 +117,6 @@ class TritonServer:
             return json.loads(answer.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), timeout: float = 120.0, progress=print) -> TritonServer:
     """Starts ``tritonserver`` on loopback over ``repository`` in explicit model-control mode, loading
     ``load`` (none by default: whoever serves loads what it serves), and waits until it is ready."""
@@ -137,7 +126,7 @@ def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), t
         raise TritonUnavailable(f"a Triton server (pid {running.pid}) already runs from {state_dir}: stop it first")
     server_dir = obtain(progress)
     state_dir.mkdir(parents=True, exist_ok=True)
-    ports = [_free_port() for _ in range(3)]
+    ports = [daemons.free_port() for _ in range(3)]
     log = state_dir / "tritonserver.log"
     repository = str(repository) if str(repository).startswith("s3://") else str(Path(repository).resolve())  # as Triton accepts it
     command = [str(server_dir / "bin" / "tritonserver"), f"--model-repository={repository}",
@@ -152,7 +141,7 @@ def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), t
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     server = TritonServer(process.pid, repository, *ports, str(log))
-    write_state(state_dir, server)
+    daemons.write_state(state_dir / STATE, asdict(server))
     deadline = time.monotonic() + timeout
     while not server.ready():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -169,35 +158,11 @@ def stop(state_dir: str | Path, timeout: float = 15.0) -> TritonServer | None:
     server = read_state(state_dir)
     if server is None:
         return None
-    if server.running():
-        os.killpg(server.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while server.running() and time.monotonic() < deadline:
-            _reap(server.pid)
-            time.sleep(0.1)
-        if server.running():
-            os.killpg(server.pid, signal.SIGKILL)
-            _reap(server.pid)
+    daemons.stop_group(server.pid, timeout)
     (state_dir / STATE).unlink(missing_ok=True)
     return server
 
 
-def _reap(pid: int) -> None:
-    """Collects our own child's exit status so it does not linger as a zombie that still 'runs'."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def read_state(state_dir: str | Path) -> TritonServer | None:
-    path = Path(state_dir) / STATE
-    if not path.exists():
-        return None
-    return TritonServer(**json.loads(path.read_text()))
-
-
-def write_state(state_dir: Path, server: TritonServer) -> None:
-    partial = state_dir / (STATE + ".partial")
-    partial.write_text(json.dumps(asdict(server)))
-    partial.replace(state_dir / STATE)
+    state = daemons.read_state(Path(state_dir) / STATE)
+    return None if state is None else TritonServer(**state)
