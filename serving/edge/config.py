@@ -4,12 +4,10 @@ where its Triton and its state are, how often it polls."""
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
-from ctscreen.errors import InputError
+from serving.settings import load_settings
 
 
 @dataclass(frozen=True)
@@ -25,6 +23,10 @@ class EdgeConfig:
     max_backoff_s: float = 900.0  # the longest wait while central is unreachable
     metrics_address: str = "127.0.0.1:9309"  # /metrics, /healthz, /readyz (port 0: any free one)
     python_env: str = sys.prefix  # the environment Triton's Python stub runs the models in
+
+    def __post_init__(self):
+        if self.poll_interval_s <= 0 or self.max_backoff_s < self.poll_interval_s or not 0 <= self.jitter < 1:
+            raise ValueError("poll_interval_s must be positive, max_backoff_s at least the interval, jitter in [0, 1)")
 
     @property
     def metadata_url(self) -> str:
@@ -45,34 +47,4 @@ class EdgeConfig:
 
 
 def load_edge_config(path: str | Path) -> EdgeConfig:
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(path, f"cannot read the edge configuration ({error})") from None
-    if not isinstance(document, dict):
-        raise InputError(path, "the edge configuration must be a mapping of settings")
-    known = {f.name: f for f in fields(EdgeConfig)}
-    unknown = sorted(set(document) - set(known))
-    if unknown:
-        raise InputError(path, f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    missing = sorted(name for name, f in known.items() if f.default is MISSING and name not in document)
-    if missing:
-        raise InputError(path, f"missing setting(s) {', '.join(missing)}")
-    values = {}
-    for name, value in document.items():
-        kind = known[name].type
-        try:
-            if kind == "Path":
-                value = (path.parent / Path(value)).resolve()
-            elif kind == "float":
-                value = float(value)
-            elif kind == "str":
-                value = str(value)
-        except (TypeError, ValueError):
-            raise InputError(path, f"{name}: {value!r} is not a {kind}") from None
-        values[name] = value
-    config = EdgeConfig(**values)
-    if config.poll_interval_s <= 0 or config.max_backoff_s < config.poll_interval_s or not 0 <= config.jitter < 1:
-        raise InputError(path, "poll_interval_s must be positive, max_backoff_s at least the interval, jitter in [0, 1)")
-    return config
+    return load_settings(path, EdgeConfig)
