@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ctscreen import __version__
-from ctscreen.errors import CTScreenError
+from ctscreen.errors import CTScreenError, InputError
 from ctscreen.home import bundle_signing_key, dataset_dir, dvc_remote, home, release_keys_dir, release_store, tracking_uri
 
 EXIT_USAGE = 2
@@ -54,7 +54,6 @@ def cmd_preprocess(args) -> int:
 
 
 def _read_mask(path: Path, volume):
-    from ctscreen.errors import InputError
     from ctscreen.imaging.readers import load_volume
 
     mask = load_volume(path)
@@ -116,7 +115,6 @@ def cmd_train_cls(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ctscreen.errors import InputError
     from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
     from ctscreen.inference.bundle import load_bundle
     from ctscreen.registry.default import current_default_bundle
@@ -167,12 +165,13 @@ def cmd_dataset_init(args) -> int:
 
 
 def cmd_dataset_ingest(args) -> int:
-    from ctscreen.dataset.intake import check_intake
+    from ctscreen.dataset.intake import check_intake, intake_folder
     from ctscreen.dataset.repository import DatasetRepository
 
     repo = DatasetRepository.open(args.dataset)
-    report = check_intake(args.intake)
-    added = repo.add_cases(report.accepted, message=f"Ingest {args.intake}")
+    with intake_folder(args.intake) as folder:  # an S3 intake is downloaded first; the cases are copied in before it goes
+        report = check_intake(folder)
+        added = repo.add_cases(report.accepted, message=f"Ingest {args.intake}")
     for rejected in report.rejected:
         print(f"rejected {rejected['case_id']}: {rejected['reason']}", file=sys.stderr)
     _print_result({**added, "rejected": report.rejected}, args.json)
@@ -429,6 +428,90 @@ def cmd_edge_status(args) -> int:
     return 0
 
 
+def _service_config(args):
+    from serving.edge.service.config import load_service_config
+
+    return load_service_config(args.config)
+
+
+def cmd_edge_serve(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from serving.edge.service.app import create_app
+    from serving.edge.service.service import EdgeService
+    from serving.edge.service.web import WebServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    config = _service_config(args)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with EdgeService(config) as service:
+        web = WebServer(create_app(service, _viewer(config)), config.web).start()
+        where = f"DICOM {config.receiver.ae_title}@{config.receiver.host}:{service.receiver.port}" if service.receiver else "no DICOM receiver"
+        print(f"edge service {config.site}: {where}; worklist on {web.url}", file=sys.stderr)
+        try:
+            stopping.wait()
+        except KeyboardInterrupt:
+            pass
+        web.stop()
+    return 0
+
+
+def _viewer(config):
+    """OHIF over the PACS's DICOMweb, where the viewer is installed (`make viewer`) and a PACS named."""
+    from serving.viewer.app import viewer_router
+    from serving.viewer.ohif import ViewerUnavailable, locate_dist
+
+    if config.pacs is None:
+        return None
+    try:
+        dist = locate_dist(config.viewer_dist)
+    except ViewerUnavailable as missing:
+        print(f"ctscreen edge serve: no viewer: {missing}", file=sys.stderr)
+        return None
+    return viewer_router(dist, config.pacs.url, config.pacs.credentials())
+
+
+def cmd_edge_passwd(args) -> int:
+    import getpass
+
+    from serving.edge.service.auth import set_password
+
+    config = _service_config(args)
+    if config.web.users_file is None:
+        raise InputError(args.config, "web.users_file is not set: name the file the users' password hashes are kept in")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.user}: ")
+    set_password(config.web.users_file, args.user, password)
+    print(f"password of {args.user} set in {config.web.users_file}", file=sys.stderr)
+    return 0
+
+
+def cmd_edge_token(args) -> int:
+    from serving.edge.service.auth import new_token
+
+    config = _service_config(args)
+    if config.web.tokens_file is None:
+        raise InputError(args.config, "web.tokens_file is not set: name the file the token hashes are kept in")
+    print(new_token(config.web.tokens_file, args.name))
+    print(f"token {args.name} stored (its hash) in {config.web.tokens_file}; it is shown only now", file=sys.stderr)
+    return 0
+
+
+def cmd_edge_studies(args) -> int:
+    from serving.edge.service.store import ResultsStore
+
+    config = _service_config(args)
+    store = ResultsStore(config.database)
+    rows = [{"id": s.id, "arrived": s.last_arrival.isoformat(timespec="seconds"), "status": s.status, "probability": s.probability,
+             "positive": s.positive, "model_version": s.model_version, "verdict": s.verdict, "reason": s.reason}
+            for s in store.studies(args.status)]
+    store.close()
+    _print_result({"studies": rows}, args.json)
+    return 0
+
+
 def cmd_edge_rollback(args) -> int:
     import urllib.error
     import urllib.request
@@ -568,9 +651,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_dataset_init)
     init.add_argument("--remote", type=Path, default=dvc_remote(), help=f"DVC remote folder (default: {dvc_remote()})")
     dataset_option(init)
-    ingest = dataset_verbs.add_parser("ingest", help="check an intake folder's cases and add the accepted ones (rejections with reasons)")
+    ingest = dataset_verbs.add_parser("ingest", help="check an intake's cases and add the accepted ones (rejections with reasons)")
     ingest.set_defaults(func=cmd_dataset_ingest)
-    ingest.add_argument("intake", type=Path, help="folder with manifest.csv and the cases it lists")
+    ingest.add_argument("intake", help="folder with manifest.csv and the cases it lists, or with edge sites' case packages "
+                                       "(<case>/manifest.csv each); or s3://[host:port/]bucket/prefix of either, downloaded first")
     dataset_option(ingest)
     version = dataset_verbs.add_parser("version", help="the dataset version: git revision, DVC hash, case count")
     version.set_defaults(func=cmd_dataset_version)
@@ -710,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--store", type=Path, default=release_store())
 
-    edge = add("edge", None, "The hospital edge: the agent that takes releases from a channel and serves them from the node's Triton.")
+    edge = add("edge", None, "The hospital edge: the agent that takes releases from a channel and serves them from the node's Triton; "
+                             "the screening service between the PACS and the physicians.")
     edge_verbs = edge.add_subparsers(dest="what", required=True, metavar="WHAT")
 
     def edge_options(sub):
@@ -727,6 +812,28 @@ def build_parser() -> argparse.ArgumentParser:
     edge_back = edge_verbs.add_parser("rollback", help="serve the previous release again, now (held back until the channel moves on)")
     edge_back.set_defaults(func=cmd_edge_rollback)
     edge_options(edge_back)
+
+    def service_options(sub):
+        sub.add_argument("--config", type=Path, required=True, help="the site's screening service configuration (YAML)")
+
+    serve_site = edge_verbs.add_parser("serve", help="the screening service: studies in from the PACS, screened, results back, "
+                                                     "the physicians' worklist and viewer, confirmed cases to central")
+    serve_site.set_defaults(func=cmd_edge_serve)
+    service_options(serve_site)
+    passwd = edge_verbs.add_parser("passwd", help="set a worklist user's password (only its scrypt hash is stored)")
+    passwd.set_defaults(func=cmd_edge_passwd)
+    service_options(passwd)
+    passwd.add_argument("user")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    token = edge_verbs.add_parser("token", help="make an API token (for scripts and Prometheus), printed once")
+    token.set_defaults(func=cmd_edge_token)
+    service_options(token)
+    token.add_argument("name")
+    studies = edge_verbs.add_parser("studies", help="the site's studies, newest first, with status and result")
+    studies.set_defaults(func=cmd_edge_studies)
+    service_options(studies)
+    studies.add_argument("--status", help="only studies with this status (receiving, queued, screening, screened, not_screenable, failed)")
+    studies.add_argument("--json", action="store_true")
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))

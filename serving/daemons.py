@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +54,11 @@ def read_state(path: Path) -> dict | None:
 
 
 def write_state(path: Path, state: dict) -> None:
+    """Readable by this user only from the start: a state may hold a password (Orthanc's)."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(state))
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(json.dumps(state))
     partial.replace(path)
 
 
@@ -84,10 +88,9 @@ def listening_addresses(pid: int) -> list[tuple[str, int]]:
 
 def _address(hex_address: str, family: int) -> str:
     raw = bytes.fromhex(hex_address)
-    if family == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))  # /proc prints each 32-bit word in host order
-    return socket.inet_ntop(socket.AF_INET6, words)
+    if sys.byteorder == "little":  # /proc prints each 32-bit word in host order
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, raw)
 
 
 LOOPBACK = ("127.0.0.1", "::1")

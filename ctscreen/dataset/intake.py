@@ -2,7 +2,10 @@
 takes them. A bad case is rejected with its reason and the rest go on; nothing is dropped silently.
 
 An intake location is a folder with a ``manifest.csv`` (the dataset manifest's columns, paths
-relative to the folder). A case is accepted when its image is readable CT, its DICOM files are
+relative to the folder), or a folder of case packages as edge sites deliver them: one subfolder per
+case, each with its own ``manifest.csv`` (paths relative to that subfolder). Hidden subfolders are
+deliveries still in flight and are left for the next ingest. An S3 intake (``s3://...``) is first
+downloaded by ``intake_folder``. A case is accepted when its image is readable CT, its DICOM files are
 de-identified, it has a label (and a subtype that agrees with it), a lesion mask on the image's grid
 (and a lung mask, if given, on the same grid), and — where the annotation QC step has recorded a
 ``qc_status`` — that status is ``passed``.
@@ -10,8 +13,10 @@ de-identified, it has a label (and a subtype that agrees with it), a lesion mask
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -22,6 +27,7 @@ from ctscreen.imaging.readers import load_volume
 from ctscreen.imaging.synth import SUBTYPES
 from ctscreen.imaging.volume import CTVolume
 from ctscreen.manifest import LABELS, read_manifest
+from ctscreen.storage_url import S3Location, is_s3_url, parse_s3_url
 
 QC_PASSED = "passed"
 GRID_TOLERANCE_MM = 0.01
@@ -37,20 +43,68 @@ class IntakeReport:
 
 
 def check_intake(intake: str | Path) -> IntakeReport:
-    """Every case of ``intake/manifest.csv``, accepted or rejected with the reason."""
-    manifest = Path(intake) / "manifest.csv"
-    if not manifest.exists():
-        raise InputError(manifest, "intake location has no manifest.csv")
+    """Every case of ``intake/manifest.csv``, or of its case packages' manifests together, accepted
+    or rejected with the reason."""
+    intake = Path(intake)
+    manifest = intake / "manifest.csv"
     report = IntakeReport()
+    if manifest.exists():
+        rows = read_manifest(manifest, check_labels=False)
+    else:
+        packages = sorted(p for p in intake.iterdir() if p.is_dir() and not p.name.startswith(".")) if intake.is_dir() else []
+        if not packages:
+            raise InputError(manifest, "intake location has no manifest.csv, nor case packages (subfolders with one)")
+        rows = []
+        for package in packages:  # one broken package does not hold the others back
+            if not (package / "manifest.csv").exists():
+                report.rejected.append({"case_id": package.name, "image": "", "reason":
+                                        "no manifest.csv: not a case package, or one still being uploaded"})
+                continue
+            try:
+                rows += read_manifest(package / "manifest.csv", check_labels=False)
+            except InputError as exc:
+                report.rejected.append({"case_id": package.name, "image": "", "reason": f"not a case package: {exc}"})
     seen: set[str] = set()
-    for row in read_manifest(manifest, check_labels=False):
-        reason = "case_id appears twice in the manifest" if row["case_id"] in seen else case_problem(row)
+    for row in rows:
+        reason = "case_id appears twice in the intake" if row["case_id"] in seen else case_problem(row)
         seen.add(row["case_id"])
         if reason:
             report.rejected.append({"case_id": row["case_id"], "image": row.get("image", ""), "reason": reason})
         else:
             report.accepted.append(row)
     return report
+
+
+@contextmanager
+def intake_folder(location: str | Path):
+    """``location`` as a local folder for ``check_intake``: itself, or an S3 intake downloaded to a
+    temporary folder that lives as long as the ``with`` block (the accepted rows point into it)."""
+    if not is_s3_url(location):
+        yield Path(location)
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = parse_s3_url(str(location))
+    with tempfile.TemporaryDirectory(prefix="ctscreen-intake-") as folder:
+        try:
+            _download(s3, Path(folder))
+        except (BotoCoreError, ClientError) as exc:
+            raise InputError(s3.url, f"cannot download the intake ({exc})") from None
+        yield Path(folder)
+
+
+def _download(s3: S3Location, folder: Path) -> None:
+    client, root = s3.client(), s3.key("")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=root):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue  # a folder marker some S3 consoles create: no content
+            relative = PurePosixPath(item["Key"][len(root):].lstrip("/"))
+            if ".." in relative.parts:
+                raise InputError(f"{s3.url}/{relative}", "object key leaves the intake prefix; refusing to download it")
+            target = folder.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(s3.bucket, item["Key"], str(target))
 
 
 def case_problem(row: dict) -> str | None:
@@ -70,7 +124,7 @@ def case_problem(row: dict) -> str | None:
             return f"not de-identified: {'; '.join(phi[:3])}"
         for column in ("lesion_mask", "lung_mask"):
             if row.get(column):
-                mismatch = _grid_mismatch(image, load_volume(row[column]))
+                mismatch = grid_mismatch(image, load_volume(row[column]))
                 if mismatch:
                     return f"{column} is on a wrong grid: {mismatch}"
     except CTScreenError as exc:
@@ -89,7 +143,8 @@ def _dicom_phi(image: Path) -> list[str]:
     return []
 
 
-def _grid_mismatch(image: CTVolume, mask: CTVolume) -> str | None:
+def grid_mismatch(image: CTVolume, mask: CTVolume) -> str | None:
+    """How ``mask``'s grid differs from ``image``'s, or None; edge sites check their masks with it too."""
     if mask.shape_zyx != image.shape_zyx:
         return f"shape {list(mask.shape_zyx)} != image {list(image.shape_zyx)}"
     for name in ("spacing_zyx", "origin"):

@@ -116,7 +116,6 @@ def start(state_dir: str | Path, aet: str = "ORTHANC", stable_age_s: int = 60, m
                                    env={"LD_PRELOAD": str(shim), "PATH": "/usr/bin:/bin"}, start_new_session=True)
     server = OrthancServer(process.pid, http_port, dicom_port, aet, user, password, str(log))
     daemons.write_state(state_dir / STATE, asdict(server))
-    (state_dir / STATE).chmod(0o600)
     deadline = time.monotonic() + timeout
     while not server.ready():
         if process.poll() is not None or time.monotonic() > deadline:

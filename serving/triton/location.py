@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ctscreen.errors import InputError
 from ctscreen.home import home
+from ctscreen.storage_url import is_s3_url, parse_s3_url
 from serving.triton.config import MODELS, SCREENING
 
 FACTS = "facts.json"
@@ -52,18 +52,13 @@ class LocalRepository:
 
 class S3Repository:
     def __init__(self, url: str):
-        import boto3
-
-        parts = url.removeprefix("s3://").strip("/").split("/")
-        endpoint = f"http://{parts.pop(0)}" if parts and ":" in parts[0] else None
-        if not parts or not parts[0]:
-            raise InputError(url, "an S3 repository is s3://bucket/prefix or s3://host:port/bucket/prefix")
-        self.url, self.bucket, self.prefix = url, parts[0], "/".join(parts[1:])
-        self.client = boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
+        self.location = parse_s3_url(url)
+        self.url, self.bucket, self.prefix = url, self.location.bucket, self.location.prefix
+        self.client = self.location.client()
         self.local = home() / "s3-mirror" / self.bucket / self.prefix
 
     def _key(self, relpath: str) -> str:
-        return f"{self.prefix}/{relpath}" if self.prefix else relpath
+        return self.location.key(relpath)
 
     def versions(self) -> list[int]:
         found, token = [], None
@@ -89,6 +84,6 @@ class S3Repository:
 
 
 def open_repository(location: str | Path) -> LocalRepository | S3Repository:
-    return S3Repository(location) if str(location).startswith("s3://") else LocalRepository(location)
+    return S3Repository(location) if is_s3_url(location) else LocalRepository(location)
 
 

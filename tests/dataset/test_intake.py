@@ -1,4 +1,7 @@
+import csv
 import secrets
+import shutil
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -8,6 +11,7 @@ from ctscreen.dataset.synthetic import synthetic_intake
 from ctscreen.errors import InputError, OutputError
 from ctscreen.imaging.deidentification.audit import phi_findings
 from ctscreen.imaging.synth import generate_dataset
+from ctscreen.manifest import PATH_COLUMNS, write_manifest
 from tests.dataset.bad_cases import plant_bad_cases
 
 
@@ -46,3 +50,23 @@ def test_intake_without_manifest_and_a_used_intake_folder_are_refused(tmp_path, 
         check_intake(tmp_path)
     with pytest.raises(OutputError, match="not empty"):
         synthetic_intake(intake[0], cases=1, key=b"k" * 32, profile="tiny", progress=False)
+
+
+def test_an_intake_of_case_packages_takes_all_their_rows_and_rejects_a_case_id_twice(tmp_path, intake):
+    """The layout edge sites deliver: one folder per case, each with its own manifest.csv."""
+    folder, _ = intake
+    rows = list(csv.DictReader((folder / "manifest.csv").read_text().splitlines()))
+    packages = tmp_path / "packages"
+    for name, row in [("a", rows[0]), ("b", rows[1]), ("again", rows[0])]:
+        case_dir = folder / Path(row["image"]).parent
+        shutil.copytree(case_dir, packages / name)
+        write_manifest([{**row, **{c: Path(row[c]).relative_to(case_dir.relative_to(folder)).as_posix() for c in PATH_COLUMNS}}],
+                       packages / name / "manifest.csv")
+    shutil.copytree(folder / Path(rows[2]["image"]).parent, packages / ".c.partial")  # still being delivered: not looked at
+    (packages / "half-uploaded" / "image").mkdir(parents=True)
+    report = check_intake(packages)
+    assert [r["case_id"] for r in report.accepted] == ["case-00000", "case-00001"]
+    assert report.accepted[0]["image"] == str(packages / "a" / "image")
+    reasons = {r["case_id"]: r["reason"] for r in report.rejected}
+    assert reasons == {"half-uploaded": "no manifest.csv: not a case package, or one still being uploaded",
+                       "case-00000": "case_id appears twice in the intake"}
