@@ -49,7 +49,7 @@ def create_app(service, viewer=None) -> FastAPI:
     @app.get("/studies/{study_id}", response_class=HTMLResponse)
     def study_page(request: Request, study_id: int):
         study = screened_study(study_id)
-        depth = len({i.sop_uid for i in _instances(service, study_id)})
+        depth = sum(1 for i in _instances(service, study_id) if i.series_uid == study.series_uid)
         default = "covid" if study.positive else "healthy"
         return page(request, "study.html", s=study, slices=study.json_field("key_slices") or [], depth=depth,
                     findings=SUBTYPES, default_finding=study.verdict_finding or default)
