@@ -94,6 +94,9 @@ def test_the_study_page_shows_key_slices_and_records_a_verdict(site, doctor):
     assert answer.status_code == 303
     stored = site["service"].store.study(study.id)
     assert (stored.verdict, stored.verdict_finding, stored.verdict_by) == ("confirmed", finding, "dr.who")
+    metrics = doctor.get("/metrics").text
+    assert 'ctscreen_edge_verdicts_total{agreement="agree",site="hospital-a"} 1.0' in metrics
+    assert 'ctscreen_edge_physician_agreement{site="hospital-a"} 1.0' in metrics
     assert doctor.post(f"/studies/{site['mr']}/verdict", data={"verdict": "confirmed", "finding": "covid"}).status_code == 400
 
 
@@ -116,3 +119,44 @@ def test_the_api_and_metrics_take_a_token(site):
                  'ctscreen_edge_queue_length{queue="screening",site="hospital-a"} 0.0', 'ctscreen_serving_fallback_total'):
         assert line in metrics, line
     assert site["token"] not in metrics
+
+
+def _self_signed(folder):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    (folder / "site.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "site.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    return folder / "site.crt"
+
+
+def test_tls_by_configuration_for_a_site_without_a_proxy(tmp_path, released_node, caplog):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    certificate = _self_signed(folder)
+    config, token = write_service_config(folder, released_node, triton_url=None, web={
+        "address": "127.0.0.1:0", "users_file": "users.yaml", "tokens_file": "tokens.yaml", "tls_certificate": "site.crt", "tls_key": "site.key"})
+    with caplog.at_level("DEBUG"), EdgeService(config) as service:
+        web = WebServer(create_app(service), config.web).start()
+        try:
+            assert web.url.startswith("https://")
+            with httpx.Client(verify=str(certificate), timeout=30) as client:
+                assert client.get(web.url + "/api/studies", headers=basic("dr.who", PASSWORD)).json() == []
+                assert client.get(web.url + "/api/studies", headers=basic("dr.who", "not the password")).status_code == 401
+                assert client.get(web.url + "/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        finally:
+            web.stop()
+    assert PASSWORD not in caplog.text and token not in caplog.text and "not the password" not in caplog.text
