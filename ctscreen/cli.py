@@ -448,7 +448,7 @@ def cmd_edge_serve(args) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with EdgeService(config) as service:
-        web = WebServer(create_app(service, _viewer(config)), config.web).start()
+        web = WebServer.for_site(create_app(service, _viewer(config)), config.web).start()
         where = f"DICOM {config.receiver.ae_title}@{config.receiver.host}:{service.receiver.port}" if service.receiver else "no DICOM receiver"
         print(f"edge service {config.site}: {where}; worklist on {web.url}", file=sys.stderr)
         try:

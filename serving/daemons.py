@@ -62,6 +62,22 @@ def write_state(path: Path, state: dict) -> None:
     partial.replace(path)
 
 
+def read_server(path: Path, kind):
+    """The server a state file records (``kind(**state)``), or None."""
+    state = read_state(path)
+    return None if state is None else kind(**state)
+
+
+def stop_server(path: Path, kind, timeout: float = 15.0):
+    """Stops the server a state file records (TERM, then KILL) and forgets it; None when none was recorded."""
+    server = read_server(path, kind)
+    if server is None:
+        return None
+    stop_group(server.pid, timeout)
+    path.unlink(missing_ok=True)
+    return server
+
+
 def listening_addresses(pid: int) -> list[tuple[str, int]]:
     """The (address, port) of every TCP socket process ``pid`` listens on, read from /proc: what is
     really bound, whatever the program's configuration claims."""

@@ -84,3 +84,19 @@ def untrained_bundle(tmp_path_factory) -> Path:
                 build_model("resnet50", "tiny"), {"name": "resnet50", "profile": "tiny", "input_zyx": list(INPUT_ZYX["tiny"])},
                 PreprocessingParameters(), threshold=0.5, metrics={"test": {"auc": 0.5}})
     return root
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """An S3-compatible server (moto's) on loopback, the credentials for it in the environment, and a
+    client of it: ``("host:port", client)``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    served = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    served.start()
+    host, port = served.get_host_and_port()
+    for name, value in {"AWS_ACCESS_KEY_ID": "ctscreen", "AWS_SECRET_ACCESS_KEY": "ctscreen-secret", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    yield f"{host}:{port}", boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+    served.stop()

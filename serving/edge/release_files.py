@@ -8,23 +8,15 @@ changed on the node's disk since the download."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
+from ctscreen.digests import file_sha256
 from ctscreen.inference.signature import SignatureError, verify_bundle
 from serving.release.channel import VerificationError
 from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION
 
 NETWORK_FILES = {SEGMENTATION: "segmentation.onnx", CLASSIFICATION: "classification.onnx"}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_files(folder: Path, record: dict) -> None:
@@ -33,7 +25,7 @@ def check_files(folder: Path, record: dict) -> None:
         path = folder / relpath
         if not path.is_file():
             raise VerificationError(f"release {record['version']}", f"{relpath} is missing")
-        if path.stat().st_size != expected["length"] or sha256(path) != expected["sha256"]:
+        if path.stat().st_size != expected["length"] or file_sha256(path) != expected["sha256"]:
             raise VerificationError(f"release {record['version']}", f"{relpath} differs from its signed length or hash")
 
 
@@ -47,7 +39,7 @@ def verify_release(folder: Path, record: dict, public_key: Path) -> None:
         raise VerificationError(f"release {version}", f"the bundle's model signature does not verify: {error}") from None
     for model, file in NETWORK_FILES.items():
         served = folder / model / str(version) / "model.onnx"
-        if not served.is_file() or sha256(served) != sha256(bundle / file):
+        if not served.is_file() or file_sha256(served) != file_sha256(bundle / file):
             raise VerificationError(f"release {version}", f"{model}'s model.onnx is not the signed bundle's {file}")
 
 
@@ -70,4 +62,4 @@ def _matches(installed: Path, source: Path, record: dict, model: str) -> bool:
     prefix = f"{model}/{record['version']}/"
     listed = {k.removeprefix(prefix): v for k, v in record["files"].items() if k.startswith(prefix)}
     present = {p.relative_to(installed).as_posix() for p in installed.rglob("*") if p.is_file()}
-    return present == set(listed) and all(sha256(installed / name) == entry["sha256"] for name, entry in listed.items())
+    return present == set(listed) and all(file_sha256(installed / name) == entry["sha256"] for name, entry in listed.items())

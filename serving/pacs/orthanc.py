@@ -131,15 +131,9 @@ def start(state_dir: str | Path, aet: str = "ORTHANC", stable_age_s: int = 60, m
 
 
 def stop(state_dir: str | Path, timeout: float = 15.0) -> OrthancServer | None:
-    state_dir = Path(state_dir)
-    server = read_state(state_dir)
-    if server is None:
-        return None
-    daemons.stop_group(server.pid, timeout)
-    (state_dir / STATE).unlink(missing_ok=True)
-    return server
+    """Stops the server started from ``state_dir`` (TERM, then KILL); None when none was running."""
+    return daemons.stop_server(Path(state_dir) / STATE, OrthancServer, timeout)
 
 
 def read_state(state_dir: str | Path) -> OrthancServer | None:
-    state = daemons.read_state(Path(state_dir) / STATE)
-    return None if state is None else OrthancServer(**state)
+    return daemons.read_server(Path(state_dir) / STATE, OrthancServer)

@@ -154,15 +154,8 @@ def start(repository: str | Path, state_dir: str | Path, load: list[str] = (), t
 
 def stop(state_dir: str | Path, timeout: float = 15.0) -> TritonServer | None:
     """Stops the server started from ``state_dir`` (TERM, then KILL); None when none was running."""
-    state_dir = Path(state_dir)
-    server = read_state(state_dir)
-    if server is None:
-        return None
-    daemons.stop_group(server.pid, timeout)
-    (state_dir / STATE).unlink(missing_ok=True)
-    return server
+    return daemons.stop_server(Path(state_dir) / STATE, TritonServer, timeout)
 
 
 def read_state(state_dir: str | Path) -> TritonServer | None:
-    state = daemons.read_state(Path(state_dir) / STATE)
-    return None if state is None else TritonServer(**state)
+    return daemons.read_server(Path(state_dir) / STATE, TritonServer)

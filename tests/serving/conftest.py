@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,23 @@ def fresh_copy(tmp_path):
     def copy(bundle):
         return load_bundle(shutil.copytree(bundle.root, tmp_path / f"copy-{bundle.root.name}"))
     return copy
+
+
+@contextmanager
+def running_orthanc(tmp_path_factory, name: str, **options):
+    """A real Orthanc for a package of tests, under a CTSCREEN_HOME of its own (its loopback shim is
+    built there), stopped afterwards; the tests skip where Orthanc cannot run."""
+    from serving.pacs import orthanc
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CTSCREEN_HOME", str(tmp_path_factory.mktemp(f"{name}-home")))
+    state = tmp_path_factory.mktemp(name)
+    try:
+        try:
+            server = orthanc.start(state, **options)
+        except orthanc.PacsUnavailable as exc:
+            pytest.skip(str(exc))
+        yield server
+    finally:
+        orthanc.stop(state)
+        patch.undo()

@@ -8,7 +8,6 @@ screen again. A study whose screening failed (a transient fault) is queued again
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,17 +15,10 @@ from pathlib import Path
 import pydicom
 from sqlalchemy import select
 
+from ctscreen.digests import file_sha256
 from serving.edge.service.store import Instance, ResultsStore, Status, Study, ct_digest, utcnow
 
 log = logging.getLogger("ctscreen.edge.service")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text(ds: pydicom.Dataset, keyword: str, limit: int) -> str | None:
@@ -44,7 +36,7 @@ class Arrivals:
                received: datetime | None = None) -> bool:
         """One instance written at ``path``; True when it changed the study (new or different bytes)."""
         received = received or utcnow()
-        sha = _sha256(path)
+        sha = file_sha256(path)
         with self.store.session() as session:
             study = session.scalars(select(Study).where(Study.study_uid == study_uid)).one_or_none()
             if study is None:

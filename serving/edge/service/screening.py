@@ -116,6 +116,7 @@ class Screener:
             clock = time.perf_counter()
             self.destination.store([seg, sr])
             timings["store_results"] = round(time.perf_counter() - clock, 3)
+            stored_at = utcnow()
             slices = self._keep(study_id, screening)
         except NoRelease as waiting:
             return self._finish(study_id, Status.queued, str(waiting))
@@ -136,7 +137,7 @@ class Screener:
 
         for stage, seconds in timings.items():
             self.metrics.stage_seconds.labels(self.config.site, stage).observe(seconds)
-        self.metrics.arrival_to_results.labels(self.config.site).observe((utcnow() - study.last_arrival).total_seconds())
+        self.metrics.arrival_to_results.labels(self.config.site).observe((stored_at - study.last_arrival).total_seconds())
         self.metrics.screenings.labels(self.config.site, "positive" if screening.positive else "negative", Status.screened.value).inc()
         inputs = _inputs(screening)
         if inputs["slice_thickness_mm"] is not None:

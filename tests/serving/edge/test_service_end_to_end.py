@@ -49,7 +49,7 @@ def hospital(tmp_path, node, agent, monkeypatch):
         central={"intake": str(tmp_path / "intake"), "deidentification_key_file": "deid.key"})
     try:
         with EdgeService(config, tick_s=0.1) as service:
-            web = WebServer(create_app(service, viewer_router(None, pacs.dicomweb_url, pacs.auth)), config.web).start()
+            web = WebServer.for_site(create_app(service, viewer_router(None, pacs.dicomweb_url, pacs.auth)), config.web).start()
             yield {"service": service, "web": web, "pacs": pacs, "intake": tmp_path / "intake", "root": tmp_path}
             web.stop()
     finally:

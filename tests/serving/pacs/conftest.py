@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from ctscreen.imaging.dicom_writer import SeriesDescription, write_ct_series
-from serving.pacs import orthanc
+from tests.serving.conftest import running_orthanc
 
 PHI = {"PatientName": "Doe^Jane", "PatientID": "PID-0042", "PatientBirthDate": "19600101", "AccessionNumber": "ACC-7"}
 
@@ -28,13 +28,8 @@ def pacs_home(tmp_path_factory):
 @pytest.fixture(scope="package")
 def pacs(pacs_home, tmp_path_factory):
     """Orthanc as the hospital PACS, AE title PACS."""
-    state = tmp_path_factory.mktemp("orthanc")
-    try:
-        server = orthanc.start(state, aet="PACS", stable_age_s=1)
-    except orthanc.PacsUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    orthanc.stop(state)
+    with running_orthanc(tmp_path_factory, "orthanc", aet="PACS", stable_age_s=1) as server:
+        yield server
 
 
 def make_series(folder: Path, slices: int = 6, transfer_syntax: str = "explicit", seed: int = 0) -> list[Path]:

@@ -84,21 +84,12 @@ def test_configurations_per_target(target):
 
 
 @pytest.fixture
-def s3(monkeypatch, tmp_path):
-    """An S3-compatible server (moto's) on loopback with one bucket, and credentials for it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    served = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    served.start()
-    host, port = served.get_host_and_port()
-    for name, value in {"AWS_ACCESS_KEY_ID": "ctscreen", "AWS_SECRET_ACCESS_KEY": "ctscreen", "AWS_DEFAULT_REGION": "us-east-1",
-                        "CTSCREEN_HOME": str(tmp_path / "home")}.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+def s3(s3_server, monkeypatch, tmp_path):
+    """The S3 server with a bucket for Triton repositories."""
+    monkeypatch.setenv("CTSCREEN_HOME", str(tmp_path / "home"))
+    endpoint, client = s3_server
     client.create_bucket(Bucket="models")
-    yield f"{host}:{port}", client
-    served.stop()
+    return endpoint, client
 
 
 def test_a_repository_on_s3_gets_numbered_versions_as_a_path_does(signed_bundles, public_key, s3):

@@ -4,23 +4,20 @@ viewer's routes served by uvicorn on loopback in front of it, as the edge servic
 from __future__ import annotations
 
 import io
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ctscreen.imaging.dicom_writer import SeriesDescription, write_ct_series
-from serving import daemons
-from serving.pacs import orthanc
+from serving.edge.service.web import WebServer
 from serving.results.seg import LESION_LABEL, write_segmentation
 from serving.results.source import read_source_series
 from serving.viewer.app import viewer_router
 from serving.viewer.ohif import ViewerUnavailable, locate_dist
+from tests.serving.conftest import running_orthanc
 
 PREFIX = "/viewer"
 SHAPE_ZYX, SPACING_ZYX = (20, 128, 128), (2.5, 0.75, 0.75)
@@ -74,23 +71,9 @@ def mini_dist(tmp_path):
 
 
 @pytest.fixture(scope="package")
-def ctscreen_home(tmp_path_factory):
-    patch = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("viewer-home")
-    patch.setenv("CTSCREEN_HOME", str(home))
-    yield home
-    patch.undo()
-
-
-@pytest.fixture(scope="package")
-def pacs(ctscreen_home, tmp_path_factory):
-    state = tmp_path_factory.mktemp("viewer-pacs")
-    try:
-        server = orthanc.start(state)
-    except orthanc.PacsUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    orthanc.stop(state)
+def pacs(tmp_path_factory):
+    with running_orthanc(tmp_path_factory, "viewer-pacs") as server:
+        yield server
 
 
 @pytest.fixture(scope="package")
@@ -133,34 +116,6 @@ class RecordPaths:
         await self.app(scope, receive, send)
 
 
-@dataclass
-class LiveServer:
-    """An ASGI app served by uvicorn on a free loopback port, in a thread of this process."""
-
-    app: object
-    port: int = field(default_factory=daemons.free_port)
-
-    def __post_init__(self):
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{self.port}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
 
 def viewer_app(dist, dicomweb_url: str, auth) -> FastAPI:
     """A plain app with the viewer's routes, and a page of its own at the root as the edge service has."""
@@ -177,6 +132,6 @@ def viewer_app(dist, dicomweb_url: str, auth) -> FastAPI:
 @pytest.fixture(scope="package")
 def viewer(dist, pacs, study):
     """The viewer in front of the PACS; ``.app.paths``: what was asked of it."""
-    live = LiveServer(RecordPaths(viewer_app(dist, pacs.dicomweb_url, pacs.auth))).start()
+    live = WebServer(RecordPaths(viewer_app(dist, pacs.dicomweb_url, pacs.auth))).start()
     yield live
     live.stop()

@@ -15,7 +15,8 @@ import pydicom
 import pytest
 
 from serving import daemons
-from tests.serving.viewer.conftest import PREFIX, LiveServer, viewer_app
+from serving.edge.service.web import WebServer
+from tests.serving.viewer.conftest import PREFIX, viewer_app
 
 ISOLATION = {"cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp"}
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
@@ -222,7 +223,7 @@ class RecordingPacs:
 @contextmanager
 def viewer_before(mini_dist, dicomweb_url: str, auth: tuple[str, str]):
     """The viewer's routes (over a miniature OHIF build) in front of ``dicomweb_url``, and a client of them."""
-    live = LiveServer(viewer_app(mini_dist, dicomweb_url, auth)).start()
+    live = WebServer(viewer_app(mini_dist, dicomweb_url, auth)).start()
     try:
         with httpx.Client(base_url=live.url, trust_env=False, timeout=30) as client:
             yield client

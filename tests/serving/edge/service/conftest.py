@@ -13,6 +13,7 @@ from ctscreen.imaging.synth import case_grid, choose_sites, make_case
 from ctscreen.imaging.synth.dataset import write_case
 from serving.edge.service.auth import new_token, set_password
 from serving.edge.service.config import load_service_config
+from tests.serving.conftest import running_orthanc
 
 PASSWORD = "correct horse battery"
 
@@ -57,19 +58,8 @@ def study(tmp_path) -> Path:
 @pytest.fixture(scope="package")
 def site_pacs(tmp_path_factory):
     """The hospital's PACS (Orthanc, AE title PACS) for the service's tests."""
-    from serving.pacs import orthanc
-
-    home = tmp_path_factory.mktemp("site-home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CTSCREEN_HOME", str(home))
-    state = tmp_path_factory.mktemp("site-orthanc")
-    try:
-        server = orthanc.start(state, aet="PACS", stable_age_s=1)
-    except orthanc.PacsUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    orthanc.stop(state)
-    patch.undo()
+    with running_orthanc(tmp_path_factory, "site-pacs", aet="PACS", stable_age_s=1) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")

@@ -30,7 +30,7 @@ def site(tmp_path_factory, released_node, site_pacs):
     root = tmp_path_factory.mktemp("site")
     config, token = write_service_config(root, released_node, site_pacs, triton_url=None)
     with EdgeService(config, tick_s=0.1) as service:
-        web = WebServer(create_app(service), config.web).start()
+        web = WebServer.for_site(create_app(service), config.web).start()
         good = synthetic_study(root / "good")
         mr = synthetic_study(root / "mr", index=1)
         for path in mr.iterdir():  # another modality: an MR study through the same door
@@ -150,7 +150,7 @@ def test_tls_by_configuration_for_a_site_without_a_proxy(tmp_path, released_node
     config, token = write_service_config(folder, released_node, triton_url=None, web={
         "address": "127.0.0.1:0", "users_file": "users.yaml", "tokens_file": "tokens.yaml", "tls_certificate": "site.crt", "tls_key": "site.key"})
     with caplog.at_level("DEBUG"), EdgeService(config) as service:
-        web = WebServer(create_app(service), config.web).start()
+        web = WebServer.for_site(create_app(service), config.web).start()
         try:
             assert web.url.startswith("https://")
             with httpx.Client(verify=str(certificate), timeout=30) as client:

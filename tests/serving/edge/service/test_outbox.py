@@ -267,20 +267,11 @@ def test_missed_lesions_flag_the_case_for_central_qc(site, central):
 
 
 @pytest.fixture
-def s3(monkeypatch, tmp_path):
-    """An S3-compatible server (moto's) on loopback with central's bucket, and credentials for it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    served = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    served.start()
-    host, port = served.get_host_and_port()
-    for name, value in {"AWS_ACCESS_KEY_ID": "ctscreen", "AWS_SECRET_ACCESS_KEY": "ctscreen-secret", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+def s3(s3_server, monkeypatch, tmp_path):
+    """The S3 server with central's bucket."""
+    endpoint, client = s3_server
     client.create_bucket(Bucket="central")
-    yield f"{host}:{port}", client
-    served.stop()
+    return endpoint, client
 
 
 def test_s3_delivery_uploads_the_manifest_last_and_central_ingests_it(tmp_path, s3, monkeypatch):
