@@ -10,8 +10,9 @@ DEMO_OUT ?= demo-output
 BENCH_OUT ?= benchmarks/results
 
 # Debian packages the edge service and its tests run: the PACS (Orthanc + DICOMweb), DCMTK's
-# storescu, dciodvfy, and Chromium with its driver for the browser tests. Installed as root.
-DEBIAN_PACKAGES := orthanc orthanc-dicomweb dcmtk dicom3tools chromium chromium-driver
+# storescu, dciodvfy, Chromium with its driver for the browser tests, and PostgreSQL for the results
+# store's test on a server. Installed as root.
+DEBIAN_PACKAGES := orthanc orthanc-dicomweb dcmtk dicom3tools chromium chromium-driver postgresql
 # The OHIF viewer the edge service serves: the built dist/ the npm package @ohif/app ships (only
 # that folder: the package's own dependencies are what it was built from).
 OHIF_VERSION := 3.13.2
