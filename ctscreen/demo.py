@@ -90,7 +90,8 @@ def run_demo(out: Path, cases: int = 60, sites: int = 3, seed: int = 0, train: b
     if train:
         summary["models"] = _train_and_screen(out, central_manifest, rows, config)
         summary["stages"] = _retraining_stages(out, seed)
-        summary["release"] = _release_to_a_node(out, out / "deidentified" / summary["models"]["screened_example"]["case_id"])
+        example = summary["models"]["screened_example"]["case_id"]
+        summary["release"] = _release_to_a_node(out, out / "deidentified" / example, out / "synthetic" / "cases" / example / "dicom")
     (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, rows))
     return out / "summary.md"
@@ -114,12 +115,13 @@ def _retraining_stages(out: Path, seed: int) -> dict:
                         seed=seed, profile="small", overrides=DEMO_STAGE_TRAINING, gate_overrides=DEMO_GATE, **DEMO_STAGE_MODELS)
 
 
-def _release_to_a_node(out: Path, study: Path) -> dict:
-    """The stages' champion released and served by a hospital node's own Triton (``serving.walkthrough``)."""
+def _release_to_a_node(out: Path, study: Path, study_with_phi: Path) -> dict:
+    """The stages' champion released and served by a hospital node's own Triton, and a study screened
+    by the hospital's service between its PACS and its physicians (``serving.walkthrough``)."""
     from serving.walkthrough import release_to_a_node
 
     with home_at(out / "platform"):
-        return release_to_a_node(out / "edge", study)
+        return release_to_a_node(out / "edge", study, study_with_phi)
 
 
 def _case_row(case, deid, volume, prepared: PreprocessedCase, truth_lungs, truth_lesions) -> dict:
@@ -191,6 +193,27 @@ def _release_markdown(release: dict) -> list[str]:
         f"{release['serving']}",
         f"- the example study screened through it: {shown}; " + ("identical" if release["identical"] else "NOT identical") + " to the bit",
         f"- the node (its configuration, state and Triton repository): `{release['node']}`; overlay `{release['overlay_png']}`",
+        "",
+        *_hospital_markdown(release["hospital"]),
+    ]
+
+
+def _hospital_markdown(hospital: dict | None) -> list[str]:
+    if hospital is None:
+        return []
+    timings = hospital["timings_s"] or {}
+    stages = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in timings.items())
+    return [
+        "## At the hospital (the screening service between the PACS and the physicians)",
+        "",
+        "- the study as the scanner wrote it (with its PHI) sent by DCMTK's `storescu` to the PACS (Orthanc), which forwarded it to "
+        f"the site's service: {hospital['status'].replace('_', ' ')} by release {hospital['model_version']} through "
+        f"{hospital['served_by']}, COVID-19 probability {_fmt(hospital['covid_probability'])}" + (f" ({hospital['reason']})" if hospital["reason"] else ""),
+        f"- per stage: {stages}" if stages else "- no stage timings (not screened)",
+        f"- results in the PACS: {', '.join(hospital['results_in_pacs']) or 'none'}; dciodvfy errors: "
+        + (", ".join(f"{m} {n}" for m, n in hospital["dciodvfy_errors"].items()) or "none checked"),
+        f"- confirmed by a physician and sent to central de-identified: {hospital['central_cases_accepted']} case(s) accepted by the intake check",
+        f"- the site (its configuration, results store, spool, queue): `{hospital['site']}`",
         "",
     ]
 

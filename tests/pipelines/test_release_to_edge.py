@@ -94,9 +94,15 @@ def test_the_demo_walkthrough_serves_the_champion_from_a_node(stages, tmp_path):
     from ctscreen.manifest import read_manifest
     from serving.walkthrough import release_to_a_node
 
+    from tests.serving.edge.service.conftest import synthetic_study
+
     root, *_ = stages
     study = read_manifest(root / "intake-1" / "manifest.csv")[0]["image"]
-    shown = release_to_a_node(tmp_path / "edge", study)
+    shown = release_to_a_node(tmp_path / "edge", study, synthetic_study(tmp_path / "scanner"))
     assert shown["serving"] == shown["release"] == 1 and shown["identical"]
     assert set(shown["covid_probability"]) == {"triton_http", "triton_grpc", "onnx_in_process"}
+    hospital = shown["hospital"]  # the same release screening a study with PHI between the PACS and the physicians
+    assert (hospital["status"], hospital["served_by"], hospital["model_version"]) == ("screened", "triton", 1)
+    assert hospital["results_in_pacs"] == ["SEG", "SR"] and hospital["dciodvfy_errors"] == {"SEG": 0, "SR": 0}
+    assert hospital["central_cases_accepted"] == 1
     assert not server.read_state(tmp_path / "edge" / "node" / "triton")  # stopped
