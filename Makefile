@@ -46,8 +46,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Two workers (pytest-xdist): much of the suite waits on the servers it starts (Triton, Orthanc,
+# MLflow, Chromium), so two keep both cores busy.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 demo: install
 	$(VENV)/bin/ctscreen demo --out $(DEMO_OUT)

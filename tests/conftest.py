@@ -100,3 +100,4 @@ def s3_server(monkeypatch):
         monkeypatch.setenv(name, value)
     yield f"{host}:{port}", boto3.client("s3", endpoint_url=f"http://{host}:{port}")
     served.stop()
+

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ctscreen.errors import CTScreenError
 from ctscreen.home import home
+from ctscreen.locking import exclusive
 from serving import daemons
 
 WHEEL = "nvidia-pytriton==0.7.0"  # tritonserver 2.51.0
@@ -46,6 +47,14 @@ def obtain(progress=print) -> Path:
     server = root / "pytriton" / "tritonserver"
     if (root / ".complete").exists():
         return server
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(root.parent / ".tritonserver.lock"):  # processes starting servers at once unpack it once
+        if not (root / ".complete").exists():
+            _unpack(root, progress)
+    return server
+
+
+def _unpack(root: Path, progress) -> None:
     progress(f"obtaining tritonserver {SERVER_VERSION}: pip download {WHEEL} (55 MB) into {root}")
     with tempfile.TemporaryDirectory() as scratch:
         download = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", scratch, WHEEL],
@@ -72,7 +81,6 @@ def obtain(progress=print) -> Path:
     (partial / ".complete").touch()
     partial.rename(root)
     progress(f"tritonserver {SERVER_VERSION} ready in {root}")
-    return server
 
 
 @dataclass

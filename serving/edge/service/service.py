@@ -16,6 +16,7 @@ from ctscreen.imaging.synth import SUBTYPES
 from serving.edge.service.arrivals import Arrivals
 from serving.edge.service.config import ServiceConfig
 from serving.edge.service.metrics import ServiceMetrics
+from serving.edge.service.outbox import CentralQueue
 from serving.edge.service.polling import DicomWebPoller
 from serving.edge.service.screening import Screener, results_destination
 from serving.edge.service.store import Outgoing, ResultsStore, Status, Study, utcnow
@@ -35,7 +36,6 @@ class EdgeService:
         self.screener = Screener(config, self.store, self.metrics, results_destination(config))
         self.central = None
         if config.central is not None:
-            from serving.edge.service.outbox import CentralQueue
             self.central = CentralQueue(self.store, config.central, config.site, config.state_dir, self.metrics)
         self.receiver = None
         if config.receiver is not None:

@@ -30,6 +30,9 @@ def probe(agent, path: str) -> int:
         return error.code
 
 
+PACE_S = 0.25  # between a client's screenings: steady traffic that leaves the node's CPU to the agent's loads
+
+
 class ScreeningClient:
     """Screens the reference case in a loop, always asking for the release the node has in service."""
 
@@ -50,6 +53,7 @@ class ScreeningClient:
                 self.answers.append(version)
             except Exception as error:  # what a physician would see as a failed screening
                 self.errors.append(f"version {version}: {error}")
+            self.stopping.wait(PACE_S)
 
     def wait_for(self, answers: int, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
