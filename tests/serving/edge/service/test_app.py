@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 import time
 
 import httpx
@@ -153,7 +154,7 @@ def test_tls_by_configuration_for_a_site_without_a_proxy(tmp_path, released_node
         web = WebServer.for_site(create_app(service), config.web).start()
         try:
             assert web.url.startswith("https://")
-            with httpx.Client(verify=str(certificate), timeout=30) as client:
+            with httpx.Client(verify=ssl.create_default_context(cafile=str(certificate)), timeout=30) as client:
                 assert client.get(web.url + "/api/studies", headers=basic("dr.who", PASSWORD)).json() == []
                 assert client.get(web.url + "/api/studies", headers=basic("dr.who", "not the password")).status_code == 401
                 assert client.get(web.url + "/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
