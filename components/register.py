@@ -24,7 +24,7 @@ def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_cand
 
     from ctscreen.inference.bundle import bundle_digest
     from ctscreen.inference.signature import sign_bundle
-    from ctscreen.registry.models import CHAMPION, ModelRegistry
+    from ctscreen.registry.models import CHAMPION, ModelRegistry, figure_tags
     from ctscreen.registry.tracking import log_retrain_run
 
     with tempfile.TemporaryDirectory() as scratch:  # the step's input artifact stays as the cache holds it
@@ -36,10 +36,9 @@ def register(bundle: Input[Model], evaluation: Input[Dataset], segmentation_cand
                                  + [(f"classification/{m.metadata['name']}", m.path) for m in classification_candidates])
     gate = json.loads(decision)
     registry = ModelRegistry(tracking_uri)
-    test = json.loads(summary)["test"].get("test", {})
     version = registry.release_candidate(run_id, {
         "pair": bundle.metadata["pair"], "dataset_rev": json.loads(dataset_version)["git_rev"],
-        "data_md5": json.loads(dataset_version)["data_md5"], "test_auc": f"{test.get('auc')}",
+        "data_md5": json.loads(dataset_version)["data_md5"], **figure_tags(json.loads(summary)["test"]),
         "gate": "passed" if gate["passed"] else "failed", "gate_reasons": "; ".join(gate["reasons"])[:4900],
         "bundle_sha256": bundle_digest(bundle.path),
     }, promote=gate["passed"] and gate["auto_promote"])

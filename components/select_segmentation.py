@@ -1,5 +1,6 @@
-"""Step 4b: the segmentation candidate with the best validation Dice, and its lesion probability
-maps of every case (what the classifiers train on)."""
+"""Step 4b: the segmentation candidate with the best validation Dice, and what it makes of every
+case through the evaluator (the classifier inputs the classifiers train and are measured on, and
+each case's lesion Dice)."""
 
 from typing import List
 
@@ -11,14 +12,16 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def select_segmentation(candidates: Input[List[Model]], manifest: Input[Dataset], cache: str, config: str,
-                        chosen: Output[Model], maps: Output[Dataset]) -> str:
+                        chosen: Output[Model], segmented: Output[Dataset]) -> str:
     import json
     import shutil
     from pathlib import Path
 
+    from ctscreen.evaluation.evaluator import segment
     from ctscreen.training.cases import prepare_cases
+    from ctscreen.training.classification import input_size
     from ctscreen.training.config import TrainingConfig, from_settings
-    from ctscreen.training.pairs import load_trained, save_maps, segment_cases
+    from ctscreen.training.pairs import load_trained
     from ctscreen.training.segmentation import patch_size
 
     config = from_settings(TrainingConfig, json.loads(config))
@@ -28,5 +31,5 @@ def select_segmentation(candidates: Input[List[Model]], manifest: Input[Dataset]
     chosen.metadata["candidates"] = {m.metadata["name"]: m.metadata["validation_dice"] for m in candidates}
     segmenter = load_trained(best.metadata["name"], config.segmentation.profile, Path(chosen.path) / best.metadata["checkpoint"])
     cases = prepare_cases(manifest.path, cache, config.preprocessing, progress=False)
-    save_maps(segment_cases(segmenter, cases, patch_size(config.segmentation), progress=False), maps.path)
+    segment(segmenter, cases, patch_size(config.segmentation), input_size(config.classification), segmented.path, progress=False)
     return best.metadata["name"]

@@ -8,21 +8,20 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train_classification(name: str, segmentation: Input[Model], maps: Input[Dataset], manifest: Input[Dataset],
-                         assignment: Input[Dataset], cache: str, config: str, model: Output[Model]) -> float:
+def train_classification(name: str, segmentation: Input[Model], segmented: Input[Dataset], assignment: Input[Dataset], config: str,
+                         model: Output[Model]) -> float:
     import json
     from dataclasses import asdict
     from pathlib import Path
 
-    from ctscreen.training.classification import input_size
+    from ctscreen.evaluation.evaluator import SegmentedCases
     from ctscreen.training.classification import train_classification as train
     from ctscreen.training.config import TrainingConfig, from_settings
-    from ctscreen.training.pairs import classification_sets, load_maps, load_sets
+    from ctscreen.training.pairs import segmented_sets
 
     config = from_settings(TrainingConfig, json.loads(config))
-    sets = load_sets(manifest.path, assignment.path, cache, config)
-    inputs, labels = classification_sets(sets, load_maps(maps.path), input_size(config.classification))
-    run = train(name, inputs["train"], labels["train"], inputs["validation"], labels["validation"], config.classification, model.path, config.seed)
+    sets = segmented_sets(SegmentedCases.open(segmented.path), json.loads(Path(assignment.path).read_text()))
+    run = train(name, sets["train"], sets["validation"], config.classification, model.path, config.seed)
     auc = run.best_metric if run.best_metric is not None else -1.0
     (Path(model.path) / "history.json").write_text(json.dumps([asdict(e) for e in run.history]))
     model.metadata.update({"name": name, "segmentation": segmentation.metadata["name"], "validation_auc": auc,

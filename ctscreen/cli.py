@@ -200,8 +200,29 @@ def cmd_registry_list(args) -> int:
     for v in versions if not args.json else ():
         gate = v["tags"].get("gate", "")
         print(f"version {v['version']:>3}  {','.join(v['aliases']) or '-':<22} {v['tags'].get('pair', '')}  test AUC "
-              f"{v['tags'].get('test_auc', 'n/a')}  gate {gate}  dataset {v['tags'].get('dataset_rev', '')[:10]}")
+              f"{v['tags'].get('figures.test.auc', 'n/a')}  gate {gate}  dataset {v['tags'].get('dataset_rev', '')[:10]}")
     return 0
+
+
+def cmd_registry_show(args) -> int:
+    version = _registry(args).get(args.version)
+    figures = version.figures()
+    if args.json:
+        print(json.dumps({**version.to_dict(), "figures": figures}, indent=2))
+        return 0
+    print(f"version {version.version} ({', '.join(version.aliases) or 'no alias'}): {version.tags.get('pair', '')}, "
+          f"gate {version.tags.get('gate', 'n/a')} ({version.tags.get('gate_reasons', '')})")
+    metrics = ("cases", "auc", "sensitivity", "specificity")
+    print(f"{'test set':<16} {'site':<14} " + " ".join(f"{m:>11}" for m in (*metrics, "brier", "ece", "lesion_dice")))
+    for test_set, entry in sorted(figures.items()):
+        print(f"{test_set:<16} {'all':<14} " + " ".join(_cell(entry.get(m)) for m in (*metrics, "brier", "ece", "lesion_dice")))
+        for site, values in sorted(entry["by_site"].items()):
+            print(f"{'':<16} {site:<14} " + " ".join(_cell(values.get(m)) for m in metrics))
+    return 0
+
+
+def _cell(value) -> str:
+    return f"{'n/a':>11}" if value is None else f"{value:>11.4g}"
 
 
 def cmd_registry_promote(args) -> int:
@@ -671,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = registry_verbs.add_parser("list", help="every registered version with its aliases, pair, test AUC, gate and dataset")
     listing.set_defaults(func=cmd_registry_list)
     registry_option(listing)
+    show = registry_verbs.add_parser("show", help="one version's figures on every test set, overall and per site (held-out sites too)")
+    show.add_argument("version")
+    show.set_defaults(func=cmd_registry_show)
+    registry_option(show)
     promote = registry_verbs.add_parser("promote", help="make a version the champion (what sites run)")
     promote.set_defaults(func=cmd_registry_promote)
     promote.add_argument("version")

@@ -45,11 +45,12 @@ def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: st
     chosen = _gpu(select_segmentation(candidates=dsl.Collected(segmenter.outputs["model"]), **common), "16G")
 
     with dsl.ParallelFor(classification_models) as name:
-        classifier = _gpu(train_classification(name=name, segmentation=chosen.outputs["chosen"], maps=chosen.outputs["maps"],
-                                               assignment=placed.outputs["assignment"], **common), "16G")
+        classifier = _gpu(train_classification(name=name, segmentation=chosen.outputs["chosen"], segmented=chosen.outputs["segmented"],
+                                               assignment=placed.outputs["assignment"], config=config), "16G")
     evaluated = _gpu(evaluate(segmentation=chosen.outputs["chosen"], classifiers=dsl.Collected(classifier.outputs["model"]),
-                              maps=chosen.outputs["maps"], assignment=placed.outputs["assignment"], dataset_version=version, **common), "16G")
-    decided = _gpu(gate(bundle=evaluated.outputs["bundle"], manifest=prepared.outputs["manifest"], assignment=placed.outputs["assignment"],
+                              segmented=chosen.outputs["segmented"], assignment=placed.outputs["assignment"], dataset_version=version,
+                              **common), "16G")
+    decided = _gpu(gate(summary=evaluated.outputs["Output"], manifest=prepared.outputs["manifest"], assignment=placed.outputs["assignment"],
                         cache=cache, tracking_uri=tracking_uri, policy=gate_policy), "16G").set_caching_options(False)
     registered = _cpu(register(bundle=evaluated.outputs["bundle"], evaluation=evaluated.outputs["evaluation"],
                                segmentation_candidates=dsl.Collected(segmenter.outputs["model"]),

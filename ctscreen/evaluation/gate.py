@@ -15,6 +15,7 @@ class GatePolicy:
     auc_margin: float = 0.01  # the challenger's test AUC may be lower than the champion's by at most this
     min_sensitivity: float = 0.9  # floor for the challenger's sensitivity at its operating point
     site_margin: float = 0.1  # no site's AUC (or sensitivity / specificity) may fall by more than this
+    max_ece: float | None = None  # when set, the challenger's expected calibration error on the test set must not exceed it
     auto_promote: bool = False  # move `champion` when the gate passes; otherwise an engineer promotes
 
 
@@ -33,6 +34,9 @@ def decide(challenger: dict, champion: dict | None, policy: GatePolicy) -> GateD
     sensitivity = challenger.get("sensitivity")
     if sensitivity is None or sensitivity < policy.min_sensitivity:
         reasons.append(f"sensitivity {_fmt(sensitivity)} is below the floor {policy.min_sensitivity:.3f}")
+    ece = (challenger.get("calibration") or {}).get("ece")
+    if policy.max_ece is not None and (ece is None or ece > policy.max_ece):
+        reasons.append(f"expected calibration error {_fmt(ece)} exceeds the bound {policy.max_ece:.3f}")
     if champion is None:
         return GateDecision(not reasons, reasons or ["no champion yet: the first model that meets the floor passes"])
     if challenger.get("auc") is None or (champion.get("auc") is not None and challenger["auc"] < champion["auc"] - policy.auc_margin):

@@ -61,6 +61,28 @@ def plot_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
     return _save(plt, fig, path)
 
 
+def plot_reliability_diagram(calibration: dict, path: Path, title: str) -> Path:
+    """Observed positive fraction against mean predicted probability per bin (``calibration`` as
+    ``ctscreen.evaluation.calibration.calibration`` returns it); markers sized by case count and
+    annotated with it. Points on the diagonal are scores that mean what they say."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = calibration["bins"]
+    x = [b["mean_predicted"] for b in bins]
+    y = [b["observed_fraction"] for b in bins]
+    counts = [b["count"] for b in bins]
+    largest = max(counts, default=1)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8, label="perfectly calibrated")
+    ax.plot(x, y, color="tab:blue", linewidth=0.8)
+    ax.scatter(x, y, s=[20 + 180 * c / largest for c in counts], color="tab:blue", zorder=3,
+               label=f"Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}")
+    for x_, y_, c in zip(x, y, counts):
+        ax.annotate(str(c), (x_, y_), textcoords="offset points", xytext=(6, -10), fontsize=7)
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive fraction", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(plt, fig, path)
+
+
 def plot_examples(examples: list[dict], path: Path) -> Path:
     """Example slices: each dict has title, image (z, y, x in [0, 1]), truth and prediction masks."""
     plt = _pyplot()

@@ -36,9 +36,10 @@ def classifier_input(image: np.ndarray, lesion_probability_map: np.ndarray, lung
 
 
 def covid_scores(classifier, inputs: torch.Tensor, batch: int = 8) -> np.ndarray:
-    """COVID-19 probabilities of a batch of classifier inputs (a module or an ONNX predictor)."""
+    """COVID-19 probabilities of a batch of classifier inputs (a module, on its own device, or an ONNX predictor)."""
+    device = next(classifier.parameters()).device if isinstance(classifier, torch.nn.Module) else torch.device("cpu")
     with torch.no_grad():
-        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch]).float()).reshape(-1).numpy()
+        return np.concatenate([torch.sigmoid(classifier(inputs[i : i + batch].to(device)).float()).reshape(-1).cpu().numpy()
                                for i in range(0, len(inputs), batch)])
 
 

@@ -17,11 +17,26 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from ctscreen.errors import CTScreenError
+from ctscreen.evaluation.evaluator import headline
 from ctscreen.inference.bundle import ModelBundle, load_bundle
 
 MODEL_NAME = "ctscreen-screening"
 CHAMPION, CHALLENGER = "champion", "challenger"
 BUNDLE_ARTIFACT = "bundle"
+FIGURES = "figures"  # tag prefix: figures.<test set>.<metric> and figures.<test set>.site.<site>.<metric>
+SITE_METRICS = ("cases", "auc", "sensitivity", "specificity")
+
+
+def figure_tags(reports: dict[str, dict]) -> dict[str, str]:
+    """A version's figures on every test set (the frozen test set, held-out sites), overall and per
+    site, as registry tags: an external site's performance is visible before anyone releases it."""
+    tags = {}
+    for test_set, report in reports.items():
+        tags.update({f"{FIGURES}.{test_set}.{metric}": f"{value:.6g}" for metric, value in headline(report).items()})
+        for site, figures in report.get("by_site", {}).items():
+            tags.update({f"{FIGURES}.{test_set}.site.{site}.{metric}": f"{figures[metric]:.6g}" for metric in SITE_METRICS
+                         if figures.get(metric) is not None})
+    return tags
 
 
 class RegistryError(CTScreenError):
@@ -38,6 +53,22 @@ class RegisteredVersion:
 
     def to_dict(self) -> dict:
         return {"version": self.version, "aliases": list(self.aliases), "run_id": self.run_id, "tags": self.tags}
+
+    def figures(self) -> dict[str, dict]:
+        """The figures ``figure_tags`` kept, back as {test set: {metric: value, "by_site": {site: {metric: value}}}}."""
+        found: dict[str, dict] = {}
+        for key, value in self.tags.items():
+            prefix, _, rest = key.partition(".")
+            if prefix != FIGURES:
+                continue
+            test_set, _, metric = rest.partition(".")
+            entry = found.setdefault(test_set, {"by_site": {}})
+            if metric.startswith("site."):
+                site, _, metric = metric[len("site."):].rpartition(".")
+                entry["by_site"].setdefault(site, {})[metric] = float(value)
+            else:
+                entry[metric] = float(value)
+        return found
 
 
 class ModelRegistry:

@@ -2,8 +2,8 @@
 
 One parent run per pipeline run — the training configuration as parameters; the dataset version,
 code version and environment as tags; the winner's test figures and the gate's decision as metrics;
-the comparison, figures and bundle as artifacts — and one nested run per candidate with its
-per-epoch loss and validation metric.
+the comparison, figures and bundle as artifacts, the bundle also as an MLflow pyfunc model — and one
+nested run per candidate with its per-epoch loss and validation metric.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 import mlflow
 
 import ctscreen
+from ctscreen.evaluation.evaluator import headline
 from ctscreen.home import artifact_root
 from ctscreen.registry.models import BUNDLE_ARTIFACT
+from ctscreen.registry.pyfunc import log_bundle_model
 
 
 def code_version() -> str:
@@ -69,8 +71,9 @@ def log_retrain_run(tracking_uri: str, experiment: str, summary: dict, decision:
             "winner": f"{winner['segmentation']} -> {winner['classification']}", "gate": "passed" if decision["passed"] else "failed",
         })
         for test_set, figures in summary["test"].items():
-            mlflow.log_metrics({f"{test_set}_{k}": float(figures[k]) for k in ("auc", "sensitivity", "specificity", "lesion_dice")
-                                if figures.get(k) is not None})
+            mlflow.log_metrics({f"{test_set}_{k}": v for k, v in headline(figures).items()})
+            mlflow.log_metrics({f"{test_set}_site_{site}_{k}": float(v[k]) for site, v in figures.get("by_site", {}).items()
+                                for k in ("auc", "sensitivity", "specificity") if v.get(k) is not None})
             if figures.get("auc_ci95"):
                 mlflow.log_metrics({f"{test_set}_auc_ci_low": figures["auc_ci95"][0], f"{test_set}_auc_ci_high": figures["auc_ci95"][1]})
         mlflow.log_metrics({"threshold": float(winner["threshold"]), "gate_passed": float(decision["passed"])})
@@ -80,7 +83,8 @@ def log_retrain_run(tracking_uri: str, experiment: str, summary: dict, decision:
             (Path(scratch) / "gate.json").write_text(json.dumps(decision, indent=2, default=str))
             mlflow.log_artifact(str(Path(scratch) / "gate.json"))
         mlflow.log_artifacts(str(evaluation_dir), "evaluation")
-        mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACT)
+        mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACT)  # what the registry and the release build read
+        mlflow.set_tag("pyfunc_model", log_bundle_model(bundle_dir))  # the same bundle for MLflow's own tools
         for name, folder in candidates:
             with mlflow.start_run(experiment_id=experiment_, run_name=name, nested=True):
                 mlflow.set_tags({"candidate": name, "dataset.git_rev": dataset_version["git_rev"]})

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from ctscreen.errors import InputError
-from ctscreen.evaluation.classification import screening_report, threshold_for_sensitivity
-from ctscreen.evaluation.metrics import mean_lesion_dice
-from ctscreen.evaluation.report import plot_examples, plot_roc_curves, write_table
+from ctscreen.evaluation.classification import threshold_for_sensitivity
+from ctscreen.evaluation.evaluator import SegmentedCases, figures, scores, segment
+from ctscreen.evaluation.report import plot_examples, plot_reliability_diagram, plot_roc_curves, write_table
 from ctscreen.inference.bundle import save_bundle
-from ctscreen.inference.pair import classifier_input, covid_scores, lesion_mask
+from ctscreen.inference.pair import lesion_mask
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.manifest import read_manifest
 from ctscreen.models import build_model
@@ -95,46 +94,25 @@ def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, c
                           json.loads(Path(assignment).read_text()), Path(assignment))
 
 
-def save_maps(maps: dict[str, np.ndarray], path: str | Path) -> None:
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, **{k: v.astype(np.float16) for k, v in maps.items()})
+def segmented_sets(segmented: SegmentedCases, assignment: dict[str, str]) -> dict[str, SegmentedCases]:
+    """The segmented cases grouped by the split's set names (sets without a case left out)."""
+    names = sorted({assignment[c] for c in segmented.case_ids})
+    return {name: segmented.select(c for c in segmented.case_ids if assignment[c] == name) for name in names}
 
 
-def load_maps(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path) as stored:
-        return {k: stored[k].astype(np.float32) for k in stored.files}
-
-
-def segment_cases(segmenter, cases: list[PreparedCase], patch: tuple[int, int, int], progress: bool = True,
-                  description: str = "segment") -> dict[str, np.ndarray]:
-    """Lesion probability maps of every case, by sliding window."""
-    return {c.case_id: lesion_probability(segmenter, c.image, patch) for c in tqdm(cases, desc=description, unit="case", disable=not progress)}
-
-
-def classification_sets(sets: dict[str, list[PreparedCase]], maps: dict[str, np.ndarray], size: tuple[int, int, int]):
-    """Classifier inputs and labels per set, from the segmenter's maps."""
-    inputs = {k: torch.stack([classifier_input(c.image, maps[c.case_id], c.lung_mask, size) for c in v]) for k, v in sets.items() if v}
-    labels = {k: torch.tensor([c.label for c in v]) for k, v in sets.items() if v}
-    return inputs, labels
-
-
-def test_set_names(sets: dict[str, list[PreparedCase]]) -> list[str]:
-    return sorted(k for k in sets if k.startswith("test") and sets[k])
+def test_set_names(sets: dict) -> list[str]:
+    return sorted(k for k in sets if k.startswith("test") and len(sets[k]))
 
 
 def evaluate_pair(segmentation: tuple[str, torch.nn.Module], classification: tuple[str, torch.nn.Module], val_auc: float | None,
-                  maps: dict[str, np.ndarray], inputs: dict, labels: dict, sets: dict[str, list[PreparedCase]], config: TrainingConfig) -> dict:
-    """One trained pair on every set: scores, the validation-chosen threshold, test reports, lesion Dice."""
-    tests = test_set_names(sets)
-    scores = {k: covid_scores(classification[1], inputs[k]) for k in inputs}
-    threshold = threshold_for_sensitivity(labels["validation"].numpy(), scores["validation"], config.evaluation.target_sensitivity)
+                  sets: dict[str, SegmentedCases], config: TrainingConfig) -> dict:
+    """One trained pair through the evaluator: the threshold chosen on validation, every test set's figures at it."""
+    scored = {k: scores(classification[1], sets[k]) for k in ("validation", *test_set_names(sets))}
+    threshold = threshold_for_sensitivity(sets["validation"].labels, scored["validation"], config.evaluation.target_sensitivity)
     return {
         "names": (segmentation[0], classification[0]), "segmenter": segmentation[1], "classifier": classification[1],
-        "scores": scores, "maps": maps, "threshold": threshold, "val_auc": val_auc if val_auc is not None else -1.0,
-        "results": {k: screening_report([c.label for c in sets[k]], scores[k], threshold, [c.site for c in sets[k]],
-                                        [c.subtype for c in sets[k]], config.evaluation.bootstrap_resamples) for k in tests},
-        "lesion_dice": {k: mean_lesion_dice([lesion_mask(maps[c.case_id], c.lung_mask) for c in sets[k]], [c.lesion_mask for c in sets[k]])
-                        for k in tests},
+        "scores": scored, "threshold": threshold, "val_auc": val_auc if val_auc is not None else -1.0,
+        "results": {k: figures(sets[k], scored[k], threshold, config.evaluation.bootstrap_resamples) for k in test_set_names(sets)},
     }
 
 
@@ -142,6 +120,7 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
               held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress)
+    assignment = {c.case_id: name for name, members in sets.items() for c in members}
     patch, size = patch_size(config.segmentation), input_size(config.classification)
 
     segmentation_runs = train_segmentation_candidates(sets, config, out_dir, progress)
@@ -150,20 +129,24 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
     evaluated = []
     for seg_name in ranked if full_grid else ranked[:1]:
         segmenter = load_trained(seg_name, config.segmentation.profile, segmentation_runs[seg_name].checkpoint)
-        maps = segment_cases(segmenter, cases, patch, progress, f"segment with {seg_name}")
-        inputs, labels = classification_sets(sets, maps, size)
+        segmented = segmented_sets(segment(segmenter, cases, patch, size, out_dir / "segmented" / seg_name, progress,
+                                           f"segment with {seg_name}"), assignment)
         for cls_name in config.classification.models:
-            run = train_classification(cls_name, inputs["train"], labels["train"], inputs["validation"], labels["validation"],
-                                       config.classification, out_dir / "classification" / seg_name, config.seed, progress)
+            run = train_classification(cls_name, segmented["train"], segmented["validation"], config.classification,
+                                       out_dir / "classification" / seg_name, config.seed, progress)
             classifier = load_trained(cls_name, config.classification.profile, run.checkpoint)
-            evaluated.append(evaluate_pair((seg_name, segmenter), (cls_name, classifier), run.best_metric, maps, inputs, labels, sets, config))
-    return report_pairs(evaluated, dice, sets, config, out_dir, {"training_config": config.to_dict(), "manifest": str(manifest)})
+            evaluated.append(evaluate_pair((seg_name, segmenter), (cls_name, classifier), run.best_metric, segmented, config))
+    by_id = {c.case_id: c for c in cases}
+    return report_pairs(evaluated, dice, segmented, config, out_dir, {"training_config": config.to_dict(), "manifest": str(manifest)},
+                        lambda ids: [by_id[i] for i in ids])
 
 
-def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, list[PreparedCase]],
-                 config: TrainingConfig, out_dir: str | Path, provenance: dict) -> dict:
+def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, SegmentedCases],
+                 config: TrainingConfig, out_dir: str | Path, provenance: dict,
+                 load_cases: Callable[[list[str]], list[PreparedCase]]) -> dict:
     """Select as the paper did (best validation Dice, then best validation AUC with it), write the
-    comparison table, the Figure-2-style plots and the winner's bundle; returns the run's summary."""
+    comparison table, the Figure-2-style plots, the winner's reliability diagrams and its bundle;
+    returns the run's summary. ``load_cases`` gives the preprocessed cases of the example figures."""
     out_dir = Path(out_dir)
     tests = test_set_names(sets)
     chosen_seg = max(segmentation_dice, key=lambda n: segmentation_dice[n] or -1.0)
@@ -171,19 +154,21 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
     rows = [{
         "segmentation": p["names"][0], "classification": p["names"][1], "val_dice": segmentation_dice[p["names"][0]],
         "val_auc": p["val_auc"], "threshold": p["threshold"],
-        **{f"{k}_{m}": p["results"][k][m] for k in tests for m in ("auc", "sensitivity", "specificity")},
-        **{f"{k}_lesion_dice": p["lesion_dice"][k] for k in tests},
+        **{f"{k}_{m}": p["results"][k][m] for k in tests for m in ("auc", "sensitivity", "specificity", "lesion_dice")},
+        **{f"{k}_ece": p["results"][k]["calibration"]["ece"] for k in tests},
     } for p in evaluated]
     table_csv, table_md = write_table(rows, out_dir / "comparison")
-    figures = {}
+    plots = {}
     for k in tests:
-        labels = np.array([c.label for c in sets[k]])
-        curves = {p["names"][1]: (labels, p["scores"][k]) for p in evaluated if p["names"][0] == chosen_seg}
-        figures[f"roc_classifiers_{k}"] = str(plot_roc_curves(curves, out_dir / f"figure2a_roc_classifiers_{k}.png",
-                                                              f"classifiers paired with {chosen_seg} ({k})"))
-        figures[f"examples_{k}"] = str(plot_examples(_examples(sets[k], best, k), out_dir / f"figure2c_examples_{k}.png"))
-    metrics = {k: {**best["results"][k], "lesion_dice": best["lesion_dice"][k]} for k in tests}
-    winner_scores = {k: {"case_ids": [c.case_id for c in sets[k]], "labels": [c.label for c in sets[k]],
+        curves = {p["names"][1]: (sets[k].labels, p["scores"][k]) for p in evaluated if p["names"][0] == chosen_seg}
+        plots[f"roc_classifiers_{k}"] = str(plot_roc_curves(curves, out_dir / f"figure2a_roc_classifiers_{k}.png",
+                                                            f"classifiers paired with {chosen_seg} ({k})"))
+        plots[f"examples_{k}"] = str(plot_examples(_examples(sets[k], best, k, load_cases, patch_size(config.segmentation)),
+                                                   out_dir / f"figure2c_examples_{k}.png"))
+        plots[f"reliability_{k}"] = str(plot_reliability_diagram(best["results"][k]["calibration"], out_dir / f"reliability_{k}.png",
+                                                                 f"{' -> '.join(best['names'])} ({k})"))
+    metrics = {k: {m: v for m, v in best["results"][k].items() if m != "scores"} for k in tests}
+    winner_scores = {k: {"case_ids": sets[k].case_ids, "labels": sets[k].labels.tolist(),
                          "scores": [round(float(v), 6) for v in best["scores"][k]]} for k in tests}
     (out_dir / "scores.json").write_text(json.dumps(winner_scores))  # the winner's ROC per stage (Figure 2b) comes from these
     bundle = save_bundle(
@@ -199,7 +184,7 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
         "test": metrics,
         "split": {k: len(v) for k, v in sets.items()},
         "comparison": {"csv": str(table_csv), "markdown": str(table_md)},
-        "figures": figures,
+        "figures": plots,
         "scores": str(out_dir / "scores.json"),
         "bundle": str(bundle.root),
     }
@@ -207,14 +192,19 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
     return summary
 
 
-def _examples(cases: list[PreparedCase], pair: dict, test_set: str) -> list[dict]:
+def _examples(segmented: SegmentedCases, pair: dict, test_set: str, load_cases: Callable[[list[str]], list[PreparedCase]],
+              patch: tuple[int, int, int]) -> list[dict]:
     """One test case of each outcome the physician meets: true/false positive/negative."""
-    scores, threshold = pair["scores"][test_set], pair["threshold"]
-    found: dict[str, dict] = {}
-    for case, score in zip(cases, scores):
-        outcome = ("true " if (score >= threshold) == bool(case.label) else "false ") + ("positive" if score >= threshold else "negative")
-        found.setdefault(outcome, {
-            "title": f"{outcome}: {case.case_id} ({case.subtype}), p={score:.2f}",
-            "image": case.image, "truth": case.lesion_mask > 0, "prediction": lesion_mask(pair["maps"][case.case_id], case.lung_mask),
-        })
-    return [found[k] for k in sorted(found)]
+    case_scores, threshold = pair["scores"][test_set], pair["threshold"]
+    chosen: dict[str, tuple[str, float]] = {}
+    for record, score in zip(segmented.records, case_scores):
+        outcome = ("true " if (score >= threshold) == bool(record["label"]) else "false ") + ("positive" if score >= threshold else "negative")
+        chosen.setdefault(outcome, (record["case_id"], float(score)))
+    cases = {c.case_id: c for c in load_cases([case_id for case_id, _ in chosen.values()])}
+    examples = []
+    for outcome in sorted(chosen):
+        case = cases[chosen[outcome][0]]
+        examples.append({"title": f"{outcome}: {case.case_id} ({case.subtype}), p={chosen[outcome][1]:.2f}", "image": case.image,
+                         "truth": case.lesion_mask > 0,
+                         "prediction": lesion_mask(lesion_probability(pair["segmenter"], case.image, patch), case.lung_mask)})
+    return examples

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from ctscreen.evaluation.classification import (
     breakdown,
     operating_point,
     roc,
+    screening_report,
     threshold_for_sensitivity,
 )
 from ctscreen.evaluation.metrics import dice
@@ -61,6 +65,93 @@ def test_bootstrap_ci_brackets_the_auc():
     assert 0 <= low < auc(labels, scores) < high <= 1
     assert high - low < 0.3
     assert bootstrap_auc_ci([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], n_resamples=200) == (1.0, 1.0)
+
+
+def pairwise_bootstrap_auc_ci(labels, scores, n_resamples, confidence=0.95, seed=0):
+    """The former implementation, kept as the reference: every (positive, negative) pair of every
+    resample compared, (resamples x positives x negatives) booleans, so small inputs only."""
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    rng = np.random.default_rng(seed)
+    pos = positives[rng.integers(0, positives.size, (n_resamples, positives.size))]
+    neg = negatives[rng.integers(0, negatives.size, (n_resamples, negatives.size))]
+    greater = (pos[:, :, None] > neg[:, None, :]).mean(axis=(1, 2))
+    ties = (pos[:, :, None] == neg[:, None, :]).mean(axis=(1, 2))
+    samples = greater + 0.5 * ties
+    tail = (1 - confidence) / 2
+    return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+def _random_case(seed, cases, levels):
+    """Random labels (both classes present) and scores on ``levels`` values, so ties are common."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, cases)
+    labels[:2] = [0, 1]
+    scores = rng.integers(0, levels, cases) / max(levels - 1, 1) if levels else rng.random(cases)
+    return labels, scores
+
+
+# labels, scores, n_resamples, confidence, seed: resample counts below, at and across chunks of 64
+TEST_CASE_TIES = [*_random_case(1, 30, 4), 200, 0.95, 0]
+TEST_CASE_FEW_LEVELS = [*_random_case(2, 57, 2), 130, 0.9, 7]
+TEST_CASE_ALL_TIED = [[0, 1, 0, 1, 1], [0.5] * 5, 50, 0.95, 3]
+TEST_CASE_NO_TIES = [*_random_case(3, 80, 0), 64, 0.95, 11]
+TEST_CASE_ONE_POSITIVE = [[0, 0, 0, 1], [0.2, 0.6, 0.6, 0.6], 65, 0.8, 5]
+TEST_CASE_HAND = [LABELS, SCORES, 300, 0.95, 2]
+TEST_CASE_ONE_RESAMPLE = [*_random_case(4, 20, 5), 1, 0.95, 0]
+
+
+@pytest.mark.parametrize(
+    "labels, scores, n_resamples, confidence, seed",
+    [TEST_CASE_TIES, TEST_CASE_FEW_LEVELS, TEST_CASE_ALL_TIED, TEST_CASE_NO_TIES, TEST_CASE_ONE_POSITIVE,
+     TEST_CASE_HAND, TEST_CASE_ONE_RESAMPLE],
+)
+def test_bootstrap_ci_equals_pairwise_formula(labels, scores, n_resamples, confidence, seed):
+    # the same draws, so the same interval up to rounding (one division instead of two means)
+    expected = pairwise_bootstrap_auc_ci(labels, scores, n_resamples, confidence, seed)
+    got = bootstrap_auc_ci(labels, scores, n_resamples, confidence, seed)
+    assert got == pytest.approx(expected, rel=0, abs=1e-12)
+
+
+def test_bootstrap_ci_without_a_class_and_bad_resamples():
+    assert bootstrap_auc_ci([1, 1], [0.2, 0.3]) is None
+    assert bootstrap_auc_ci([0, 0], [0.2, 0.3]) is None
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_auc_ci(LABELS, SCORES, n_resamples=0)
+
+
+def test_bootstrap_ci_memory_does_not_grow_with_pairs():
+    # 20,000 x 20,000 pairs x 200 resamples would be 80 GB of booleans the pairwise way
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(20_000), np.zeros(20_000)].astype(int)
+    scores = np.round(rng.normal(labels * 0.5, 1.0), 2)  # rounded: ties
+    tracemalloc.start()
+    try:
+        low, high = bootstrap_auc_ci(labels, scores, n_resamples=200)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
+    assert low < auc(labels, scores) < high
+    assert high - low < 0.02
+
+
+def test_screening_report_includes_calibration():
+    labels = [0, 0, 1, 1, 1, 0]
+    scores = [0.1, 0.3, 0.35, 0.8, 1.0, 0.9]
+    sites = ["a", "a", "b", "b", "a", "b"]
+    subtypes = ["normal", "pneumonia", "covid", "covid", "covid", "pneumonia"]
+    report = screening_report(labels, scores, 0.35, sites, subtypes, bootstrap_resamples=100)
+    json.dumps(report)  # written as evaluation.json
+    # the six-case example of test_calibration: Brier 1.3725 / 6, ECE 1.55 / 6, four non-empty bins
+    assert report["calibration"]["brier"] == pytest.approx(1.3725 / 6)
+    assert report["calibration"]["ece"] == pytest.approx(1.55 / 6)
+    assert [b["count"] for b in report["calibration"]["bins"]] == [1, 2, 1, 2]
+    # everything else is still there
+    assert {"cases", "auc", "auc_ci95", "sensitivity", "specificity"} <= set(report) and "threshold" not in report
+    assert report["cases"] == 6 and (report["tp"], report["fn"], report["fp"], report["tn"]) == (3, 0, 1, 2)
+    assert set(report["by_site"]) == {"a", "b"}
+    assert report["false_positives_by_negative_subtype"] == {"normal": 0, "pneumonia": 1}
 
 
 def test_breakdown_by_group():

@@ -31,8 +31,16 @@ def test_challenger_is_held_to_the_champion_overall_and_per_site(challenger, pas
     assert any(reason in r for r in decision.reasons), decision.reasons
 
 
+@pytest.mark.parametrize("ece, bound, passed", [(0.04, None, True), (0.04, 0.05, True), (0.08, 0.05, False), (None, 0.05, False)])
+def test_an_optional_calibration_bound_holds_the_challenger_to_its_expected_calibration_error(ece, bound, passed):
+    challenger = {**_report(0.95, 0.95), "calibration": {"ece": ece} if ece is not None else {}}
+    decision = decide(challenger, None, GatePolicy(min_sensitivity=0.9, max_ece=bound))
+    assert decision.passed is passed
+    assert passed or any(f"calibration error {'n/a' if ece is None else f'{ece:.3f}'} exceeds the bound 0.050" in r for r in decision.reasons)
+
+
 def test_gate_settings_come_from_params_yaml(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("gate:\n  min_sensitivity: 0.97\n")
-    policy = load_section(GatePolicy, "gate", params, ["auto_promote=true"])
-    assert policy.min_sensitivity == 0.97 and policy.auto_promote and policy.auc_margin == 0.01
+    policy = load_section(GatePolicy, "gate", params, ["auto_promote=true", "max_ece=0.1"])
+    assert policy.min_sensitivity == 0.97 and policy.auto_promote and policy.auc_margin == 0.01 and policy.max_ece == 0.1
