@@ -23,7 +23,7 @@ from ctscreen.evaluation.classification import screening_report
 from ctscreen.evaluation.metrics import dice
 from ctscreen.inference.pair import classifier_input, covid_scores, lesion_mask
 from ctscreen.inference.sliding_window import lesion_probability
-from ctscreen.training.cases import PreparedCase
+from ctscreen.training.cases import CachedCase
 
 INDEX = "segmented.json"
 
@@ -66,7 +66,7 @@ class SegmentedCases:
         return SegmentedCases(self.root, tuple(r for r in self.records if r["case_id"] in wanted))
 
 
-def segment(segmenter, cases: Iterable[PreparedCase], patch_zyx: tuple[int, int, int], input_zyx: tuple[int, int, int],
+def segment(segmenter, cases: Iterable[CachedCase], patch_zyx: tuple[int, int, int], input_zyx: tuple[int, int, int],
             out_dir: str | Path, progress: bool = True, description: str = "segment") -> SegmentedCases:
     """Lesion probability by sliding window over each case, the lesion rule against its annotation,
     and the classifier's two-channel input, written to ``out_dir`` (replacing what was there)."""
@@ -74,7 +74,8 @@ def segment(segmenter, cases: Iterable[PreparedCase], patch_zyx: tuple[int, int,
     shutil.rmtree(out_dir, ignore_errors=True)
     (out_dir / "inputs").mkdir(parents=True)
     records = []
-    for case in tqdm(cases, desc=description, unit="case", disable=not progress):
+    for cached in tqdm(cases, desc=description, unit="case", disable=not progress):
+        case = cached.load()
         probability = lesion_probability(segmenter, case.image, patch_zyx)
         annotated = bool(case.lesion_mask.any())
         records.append({"case_id": case.case_id, "label": case.label, "site": case.site, "subtype": case.subtype,

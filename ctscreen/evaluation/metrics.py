@@ -12,9 +12,3 @@ def dice(prediction: np.ndarray, truth: np.ndarray, empty: float = 1.0) -> float
     if total == 0:
         return empty
     return 2.0 * int((prediction & truth).sum()) / total
-
-
-def mean_lesion_dice(predictions, truths) -> float | None:
-    """Mean Dice over the cases that have annotated lesions (healthy cases have nothing to overlap)."""
-    scores = [dice(p, t) for p, t in zip(predictions, truths) if np.any(t)]
-    return float(np.mean(scores)) if scores else None

@@ -59,7 +59,7 @@ def lung_region(volume: CTVolume, params: LungExtractionParameters = LungExtract
     air = _lung_air(volume, body, params)
     pixel_mm2 = spacing[1] * spacing[2]
     box = bounding_box(air, margin=3)
-    air_box, body_box = air[box], body[box]
+    air_box = air[box]
     midlines = _midlines(body)
     mask = np.zeros_like(air)
     for z in np.flatnonzero(air_box.any(axis=(1, 2))):

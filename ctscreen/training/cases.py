@@ -1,5 +1,7 @@
 """Manifest cases preprocessed once and cached, keyed by the case's bytes and the preprocessing
-parameters, so unchanged cases are never preprocessed twice and changed ones always are."""
+parameters, so unchanged cases are never preprocessed twice and changed ones always are. Training
+and evaluation pass cases around as references into the cache and load one when they use it, so
+memory does not grow with the number of cases."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from ctscreen.manifest import content_digest, read_manifest
 
 @dataclass
 class PreparedCase:
+    """A case's model-ready arrays, loaded from the cache."""
+
     case_id: str
     label: int  # 1 positive (COVID-19), 0 negative
     subtype: str
@@ -25,6 +29,22 @@ class PreparedCase:
     image: np.ndarray  # float32 in [0, 1] on the lung-cropped 1 x 1 x 2.5 mm grid
     lung_mask: np.ndarray  # uint8
     lesion_mask: np.ndarray  # uint8 (zeros where the case has no lesion mask)
+
+
+@dataclass(frozen=True)
+class CachedCase:
+    """A case's identity and where its preprocessed arrays wait in the cache."""
+
+    case_id: str
+    label: int  # 1 positive (COVID-19), 0 negative
+    subtype: str
+    site: str
+    path: Path
+
+    def load(self) -> PreparedCase:
+        with np.load(self.path) as data:
+            return PreparedCase(self.case_id, self.label, self.subtype, self.site, data["image"].astype(np.float32),
+                                data["lung_mask"], data["lesion_mask"])
 
 
 def cache_path(row: dict, cache_dir: Path, params: PreprocessingParameters) -> Path:
@@ -40,25 +60,16 @@ def store(case: PreprocessedCase, path: Path) -> None:
     partial.replace(path)  # a crash never leaves a half-written cache entry behind
 
 
-def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> PreparedCase:
+def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> CachedCase:
     cached = cache_path(row, cache_dir, params)
     if not cached.exists():
         volume = load_volume(row["image"])
         lesion = load_volume(row["lesion_mask"]).hu > 0 if row.get("lesion_mask") else None
         store(preprocess(volume, params, lesion_mask=lesion), cached)
-    with np.load(cached) as data:
-        return PreparedCase(
-            case_id=row["case_id"],
-            label=int(row["label"] == "positive"),
-            subtype=row["subtype"],
-            site=row["site"],
-            image=data["image"].astype(np.float32),
-            lung_mask=data["lung_mask"],
-            lesion_mask=data["lesion_mask"],
-        )
+    return CachedCase(row["case_id"], int(row["label"] == "positive"), row["subtype"], row["site"], cached)
 
 
 def prepare_cases(manifest: str | Path, cache_dir: str | Path, params: PreprocessingParameters = PreprocessingParameters(),
-                  case_ids: set[str] | None = None, progress: bool = True) -> list[PreparedCase]:
+                  case_ids: set[str] | None = None, progress: bool = True) -> list[CachedCase]:
     rows = [r for r in read_manifest(manifest) if case_ids is None or r["case_id"] in case_ids]
     return [prepare_case(r, Path(cache_dir), params) for r in tqdm(rows, desc="preprocessing", unit="case", disable=not progress)]

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from monai.utils import set_determinism
 from torch import nn
 
 from ctscreen.evaluation.classification import auc
 from ctscreen.evaluation.evaluator import SegmentedCases, scores
-from ctscreen.imaging.augment import training_augmentation
 from ctscreen.models import build_model
 from ctscreen.models.classification import INPUT_ZYX
 from ctscreen.training.config import ClassificationConfig
+from ctscreen.training.data import classifier_samples, epoch_loader, epoch_order, rebatch
 from ctscreen.training.loop import TrainingResult, fit
 
 
@@ -25,19 +24,9 @@ def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
 
 
 def _batches(train: SegmentedCases, config: ClassificationConfig, seed: int):
-    batch_size = config.optimiser.batch_size
-    augment = training_augmentation(tuple(train.input(0).shape[1:]), label_keys=())
-    labels = torch.as_tensor(train.labels, dtype=torch.float32)[:, None]
-
     def batches(epoch: int, rank: int, world: int):
-        augment.set_random_state(seed + epoch)
-        order = np.random.default_rng(seed + epoch).permutation(len(train))[rank::world]
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            if len(chosen) == 1 and batch_size > 1:
-                continue  # batch norm cannot train on a lone sample
-            x = torch.stack([torch.as_tensor(np.asarray(augment({"image": train.input(int(i))})["image"])) for i in chosen]).float()
-            yield x, labels[chosen]
+        dataset = classifier_samples(train, epoch_order(len(train), seed, epoch, rank, world))
+        yield from rebatch(epoch_loader(dataset, seed, epoch, config.optimiser.data_workers), config.optimiser.batch_size)
 
     return batches
 

@@ -18,7 +18,8 @@ class OptimiserConfig:
     lr: float = 1e-4  # the paper: Adam, initial learning rate 1e-4
     weight_decay: float = 5e-4  # the paper: decay 5e-4
     epochs: int = 20
-    batch_size: int = 2
+    batch_size: int = 2  # samples (patches, for segmentation) per step
+    data_workers: int = 1  # DataLoader worker processes reading and augmenting cases beside the training step
 
 
 @dataclass

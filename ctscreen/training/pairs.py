@@ -20,7 +20,7 @@ from ctscreen.inference.pair import lesion_mask
 from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.manifest import read_manifest
 from ctscreen.models import build_model
-from ctscreen.training.cases import PreparedCase, prepare_cases
+from ctscreen.training.cases import CachedCase, prepare_cases
 from ctscreen.training.classification import input_size, train_classification
 from ctscreen.training.config import TrainingConfig
 from ctscreen.training.segmentation import patch_size, train_segmentation
@@ -34,7 +34,7 @@ def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
 
 
 def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
-                 held_out_site: str | None = None, progress: bool = True) -> tuple[list[PreparedCase], dict[str, list[PreparedCase]]]:
+                 held_out_site: str | None = None, progress: bool = True) -> tuple[list[CachedCase], dict[str, list[CachedCase]]]:
     """Preprocessed cases grouped by split; a run folder's ``split.json`` is reused, so steps run one
     after another (``train seg``, then ``train cls``) see the same sets."""
     out_dir = Path(out_dir)
@@ -49,12 +49,12 @@ def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConf
     return cases, group_by_split(cases, assignment, split_file)
 
 
-def group_by_split(cases: list[PreparedCase], assignment: dict[str, str], source: Path) -> dict[str, list[PreparedCase]]:
+def group_by_split(cases: list[CachedCase], assignment: dict[str, str], source: Path) -> dict[str, list[CachedCase]]:
     """Cases by set name; every case must be placed, and training and validation need both labels."""
     missing = sorted(c.case_id for c in cases if c.case_id not in assignment)
     if missing:
         raise ValueError(f"{source} does not place {len(missing)} case(s) ({', '.join(missing[:3])}...): use a new --out")
-    sets: dict[str, list[PreparedCase]] = defaultdict(list)
+    sets: dict[str, list[CachedCase]] = defaultdict(list)
     for case in cases:
         sets[assignment[case.case_id]].append(case)
     for name in ("train", "validation"):
@@ -64,7 +64,7 @@ def group_by_split(cases: list[PreparedCase], assignment: dict[str, str], source
     return sets
 
 
-def train_segmentation_candidates(sets: dict[str, list[PreparedCase]], config: TrainingConfig, out_dir: str | Path,
+def train_segmentation_candidates(sets: dict[str, list[CachedCase]], config: TrainingConfig, out_dir: str | Path,
                                   progress: bool = True) -> dict:
     """Every configured segmentation model (a finished checkpoint is reused), ranked by validation Dice."""
     runs = {
@@ -88,7 +88,7 @@ def best_segmentation(out_dir: str | Path) -> str:
     return max(ranked, key=lambda n: ranked[n]["validation_dice"] if ranked[n]["validation_dice"] is not None else -1.0)
 
 
-def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, config: TrainingConfig) -> dict[str, list[PreparedCase]]:
+def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, config: TrainingConfig) -> dict[str, list[CachedCase]]:
     """The cases of ``manifest`` (preprocessed through ``cache``) grouped by the split file ``assignment``."""
     return group_by_split(prepare_cases(manifest, cache, config.preprocessing, progress=False),
                           json.loads(Path(assignment).read_text()), Path(assignment))
@@ -143,7 +143,7 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
 
 def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, SegmentedCases],
                  config: TrainingConfig, out_dir: str | Path, provenance: dict,
-                 load_cases: Callable[[list[str]], list[PreparedCase]]) -> dict:
+                 load_cases: Callable[[list[str]], list[CachedCase]]) -> dict:
     """Select as the paper did (best validation Dice, then best validation AUC with it), write the
     comparison table, the Figure-2-style plots, the winner's reliability diagrams and its bundle;
     returns the run's summary. ``load_cases`` gives the preprocessed cases of the example figures."""
@@ -192,7 +192,7 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
     return summary
 
 
-def _examples(segmented: SegmentedCases, pair: dict, test_set: str, load_cases: Callable[[list[str]], list[PreparedCase]],
+def _examples(segmented: SegmentedCases, pair: dict, test_set: str, load_cases: Callable[[list[str]], list[CachedCase]],
               patch: tuple[int, int, int]) -> list[dict]:
     """One test case of each outcome the physician meets: true/false positive/negative."""
     case_scores, threshold = pair["scores"][test_set], pair["threshold"]
@@ -200,7 +200,7 @@ def _examples(segmented: SegmentedCases, pair: dict, test_set: str, load_cases: 
     for record, score in zip(segmented.records, case_scores):
         outcome = ("true " if (score >= threshold) == bool(record["label"]) else "false ") + ("positive" if score >= threshold else "negative")
         chosen.setdefault(outcome, (record["case_id"], float(score)))
-    cases = {c.case_id: c for c in load_cases([case_id for case_id, _ in chosen.values()])}
+    cases = {c.case_id: c.load() for c in load_cases([case_id for case_id, _ in chosen.values()])}
     examples = []
     for outcome in sorted(chosen):
         case = cases[chosen[outcome][0]]

@@ -13,7 +13,6 @@ import pytest
 
 from serving.edge.service.app import create_app
 from serving.edge.service.service import EdgeService
-from serving.edge.service.store import Status
 from serving.edge.service.web import WebServer
 from serving.pacs.sender import send_instances
 from tests.serving.edge.service.conftest import PASSWORD, study_uid, synthetic_study, write_service_config
