@@ -28,7 +28,9 @@ def test_store_series_into_orthanc(pacs, series, syntax):
 
 
 def test_wrong_called_ae_title_is_refused(pacs, series):
-    with pytest.raises(PacsError, match=f"NOTPACS@127.0.0.1:{pacs.dicom_port} rejected the association"):
+    # Orthanc closes the connection right after its A-ASSOCIATE-RJ; on a loaded machine pynetdicom may
+    # see the close before the rejection, and then can only say the association did not happen
+    with pytest.raises(PacsError, match=f"NOTPACS@127.0.0.1:{pacs.dicom_port}(?: rejected the association|: cannot associate)"):
         send_instances(series(slices=1), "127.0.0.1", pacs.dicom_port, "NOTPACS")
 
 
