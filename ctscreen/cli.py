@@ -114,6 +114,15 @@ def cmd_train_cls(args) -> int:
     return cmd_train_pairs(args)
 
 
+def cmd_train_lungs(args) -> int:
+    from ctscreen.training.lungs import load_lung_config, train_lung_region
+
+    summary = train_lung_region(args.manifest, args.out, load_lung_config(args.config, args.set), cache_dir=args.cache)
+    shown = {k: summary[k] for k in ("spec", "cases", "validation_dice", "validation_lesion_inside", "best_epoch")}
+    _print_result(summary if args.json else {**shown, "model": str(Path(args.out) / "lungs")}, args.json)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from ctscreen.evaluation.bundle_evaluation import evaluate_bundle
     from ctscreen.inference.bundle import load_bundle
@@ -574,13 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
     def gaps(sub):
         sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
 
-    def training_options(sub):
+    def training_options(sub, held_out_site: bool = True):
         sub.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
-        sub.add_argument("--out", type=Path, required=True, help="run folder: split, checkpoints, comparison, figures, bundle")
+        sub.add_argument("--out", type=Path, required=True, help="run folder: split, checkpoints, results, figures, models")
         sub.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. segmentation.optimiser.epochs=5")
-        sub.add_argument("--cache", type=Path, help="preprocessed-case cache (default: OUT/cache)")
-        sub.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+        sub.add_argument("--cache", type=Path, help="preprocessed-case cache (default: under OUT/cache)")
+        if held_out_site:
+            sub.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
         sub.add_argument("--json", action="store_true")
 
     info = add("info", cmd_info, "Describe the CT volume read from a DICOM folder or a NIfTI/NRRD/MHA file.")
@@ -644,6 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     cls.set_defaults(func=cmd_train_cls, full_grid=False)
     cls.add_argument("--segmentation", required=True, help="the segmentation model to pair with, or `best`: the best of `train seg` in OUT")
     training_options(cls)
+
+    lungs = train_verbs.add_parser("lungs", help="train the lung-region network (the paper's first model) on the manifest's lung masks",
+                                   description="Settings: the `lungs:` section of params.yaml. Writes OUT/lungs/: the network, its "
+                                               "spec, checkpoints and results.json (validation lung Dice, lesion voxels inside).")
+    lungs.set_defaults(func=cmd_train_lungs)
+    training_options(lungs, held_out_site=False)
 
     screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")
     screen.add_argument("path", type=Path, help="DICOM folder or image file")

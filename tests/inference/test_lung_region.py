@@ -15,6 +15,7 @@ from ctscreen.inference.lung_region import LungModelSpec, lung_input, lung_mask_
 from tests.imaging.chest_phantom import chest_phantom
 
 GRID_SPACING = (5.0, 4.0, 4.0)  # 0.08 ml a voxel
+BODY = np.full((20, 40, 40), 40.0, np.float32)  # HU of the grid: soft tissue everywhere, no outside air
 
 
 def _probability_map(second_lung_width: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def _probability_map(second_lung_width: int) -> np.ndarray:
 
 @pytest.mark.parametrize("width, lungs", [(15, 2), (2, 1)])  # the second region 100% / 13% of the first (kept from 15%)
 def test_post_processing_keeps_the_lungs_drops_islands_and_fills_holes(width, lungs):
-    grid = CTVolume(np.zeros((20, 40, 40), np.float32), GRID_SPACING)
+    grid = CTVolume(BODY, GRID_SPACING)
     mask = lung_mask_on_grid(_probability_map(width), grid)
     assert mask.dtype == np.uint8
     assert ndi.label(mask)[1] == lungs
@@ -40,8 +41,18 @@ def test_post_processing_keeps_the_lungs_drops_islands_and_fills_holes(width, lu
     assert mask[2:18, 5:35, 22:22 + width].all() == (lungs == 2)
 
 
+def test_what_the_network_finds_outside_the_body_is_dropped_however_large():
+    hu = np.full((20, 60, 60), -1000.0, np.float32)
+    hu[:, 9:51, 5:55] = 40.0  # the body
+    hu[:, 15:45, 12:27] = hu[:, 15:45, 33:48] = -850.0  # two lungs
+    probability = np.where(hu < -500, 0.9, 0.05).astype(np.float32)  # and the air around, larger than both lungs
+    mask = lung_mask_on_grid(probability, CTVolume(hu, GRID_SPACING))
+    assert ndi.label(mask)[1] == 2
+    assert mask[:, 15:45, 12:27].all() and mask[:, 15:45, 33:48].all() and mask.sum() == 2 * 20 * 30 * 15
+
+
 def test_probability_map_comes_back_on_the_volume_grid():
-    grid = CTVolume(np.zeros((20, 40, 40), np.float32), GRID_SPACING, origin=(10.0, -20.0, 5.0))
+    grid = CTVolume(BODY, GRID_SPACING, origin=(10.0, -20.0, 5.0))
     volume = CTVolume(np.zeros((40, 80, 80), np.float32), (2.5, 2.0, 2.0), origin=(10.0, -20.0, 5.0))
     on_grid = lung_mask_on_grid(_probability_map(15), grid)
     mask = lung_mask_from_probability(_probability_map(15), grid, volume)
@@ -53,7 +64,7 @@ def test_probability_map_comes_back_on_the_volume_grid():
 
 @pytest.mark.parametrize("probability", [np.full((20, 40, 40), 0.3, np.float32), _probability_map(15) * (np.arange(40) >= 38)])
 def test_no_lung_is_a_clear_error(probability):
-    grid = CTVolume(np.zeros((20, 40, 40), np.float32), GRID_SPACING, source="study.nrrd")
+    grid = CTVolume(BODY, GRID_SPACING, source="study.nrrd")
     with pytest.raises(InputError, match=r"study.nrrd: no lung found"):
         lung_mask_on_grid(probability, grid)
 

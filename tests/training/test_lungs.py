@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from functools import partial
 
 import numpy as np
@@ -14,10 +15,11 @@ from scipy import ndimage as ndi
 
 from ctscreen.evaluation.lung_region import evaluate_lung_method, lung_region_figures
 from ctscreen.imaging.lungs import extract_lungs
+from ctscreen.imaging.preprocess import apply_window
 from ctscreen.imaging.readers import load_volume
 from ctscreen.imaging.resample import resample_mask
 from ctscreen.imaging.scanner_augment import ScannerAugmentationParameters, scanner_augmentation
-from ctscreen.inference.lung_region import LungModelSpec, load_lung_model, lung_region
+from ctscreen.inference.lung_region import LungModelSpec, load_lung_model, lung_input, lung_region
 from ctscreen.manifest import read_manifest, write_manifest
 from ctscreen.training.lungs import LungTrainingConfig, lung_cache_path, load_lung_config, prepare_lung_case, train_lung_region
 
@@ -61,7 +63,10 @@ def test_training_lowers_the_loss_and_writes_the_model(trained):
 
 def test_trained_model_keeps_the_lesions_against_the_pleura(trained, covid_cases):
     """Lesions touching the pleura (a voxel within 10 mm of the lung's surface), all their voxels.
-    Measured here: 0.75-0.94 of them kept per case (the validation case 0.94), lung Dice 0.92-0.93."""
+
+    Measured here: 0.72-0.94 of them kept per case (mean 0.80; the validation case 0.79), lung Dice
+    0.92-0.93 on the cases' own grid; the classical extraction keeps 0.93-1.0 of these (mostly
+    ground glass), so the bound says the network learned lesions as lung, not that it beats it."""
     model, spec = load_lung_model(trained[0])
     shares, dices = [], []
     for row in read_manifest(covid_cases):
@@ -77,7 +82,7 @@ def test_trained_model_keeps_the_lesions_against_the_pleura(trained, covid_cases
         shares.append(figures["lesion_inside"])
         dices.append(figures["lung_dice"])
     assert min(dices) > 0.85
-    assert np.mean(shares) > 0.75 and min(shares) > 0.6
+    assert np.mean(shares) > 0.7 and min(shares) > 0.6
 
 
 def test_both_methods_through_one_evaluation(trained, covid_cases):
@@ -99,10 +104,23 @@ def test_lung_inputs_are_cached_by_content_and_grid(covid_cases, tmp_path):
     assert lung_cache_path(row, tmp_path, replace(spec, spacing_zyx=(5.0, 4.0, 4.0))) != case.path
     prepared = case.load()
     volume = load_volume(row["image"])
-    truth = resample_mask(load_volume(row["lung_mask"]).hu > 0, volume, spec.spacing_zyx)
-    assert prepared.image.shape == truth.shape and 0 <= prepared.image.min() and prepared.image.max() <= 1
-    np.testing.assert_array_equal(prepared.lung_mask, truth)
+    image, _ = lung_input(volume, spec)
+    np.testing.assert_allclose(apply_window(prepared.image, "lung-region"), image, atol=2e-3)  # HU kept in float16
+    np.testing.assert_array_equal(prepared.lung_mask, resample_mask(load_volume(row["lung_mask"]).hu > 0, volume, spec.spacing_zyx))
     assert prepared.lesion_mask.any()
+
+
+def test_train_lungs_cli_writes_the_model_params_yaml_describes(covid_cases, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ctscreen.cli", "train", "lungs", "--manifest", str(covid_cases), "--out", str(tmp_path),
+                           "--config", "params.yaml", *(a for o in [*TINY, "optimiser.epochs=1"] for a in ("--set", o)), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["spec"]["name"] == "unet" and len(summary["history"]) == 1  # the model from params.yaml, TINY's grid
+    assert load_lung_model(tmp_path / "lungs")[1] == LungModelSpec.from_dict(summary["spec"])
 
 
 def test_config_from_the_lungs_section(tmp_path):
