@@ -15,7 +15,7 @@ from ctscreen.evaluation.evaluator import SegmentedCases, scores
 from ctscreen.models import build_model
 from ctscreen.models.classification import INPUT_ZYX
 from ctscreen.training.config import ClassificationConfig
-from ctscreen.training.data import classifier_samples, epoch_loader, epoch_order, rebatch
+from ctscreen.training.data import classifier_samples, epoch_batches
 from ctscreen.training.loop import TrainingResult, fit
 
 
@@ -24,11 +24,8 @@ def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
 
 
 def _batches(train: SegmentedCases, config: ClassificationConfig, seed: int):
-    def batches(epoch: int, rank: int, world: int):
-        dataset = classifier_samples(train, epoch_order(len(train), seed, epoch, rank, world))
-        yield from rebatch(epoch_loader(dataset, seed, epoch, config.optimiser.data_workers), config.optimiser.batch_size)
-
-    return batches
+    return epoch_batches(list(range(len(train))), lambda indices: classifier_samples(train, indices), seed,
+                         config.optimiser.data_workers, config.optimiser.batch_size)
 
 
 def validation_auc(validation: SegmentedCases):

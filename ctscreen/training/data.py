@@ -81,6 +81,16 @@ def _init_worker(worker_id: int) -> None:
     monai_worker_init(worker_id)
 
 
+def epoch_batches(items: Sequence, dataset_of, seed: int, workers: int, batch_size: int):
+    """``fit``'s batches: per epoch, this rank's share of ``items`` in the epoch's shuffled order,
+    made a dataset by ``dataset_of``, streamed by ``epoch_loader`` and regrouped by ``rebatch``."""
+    def batches(epoch: int, rank: int, world: int):
+        ordered = [items[i] for i in epoch_order(len(items), seed, epoch, rank, world)]
+        yield from rebatch(epoch_loader(dataset_of(ordered), seed, epoch, workers), batch_size)
+
+    return batches
+
+
 def rebatch(samples: Iterable[dict], batch_size: int) -> Iterator[Batch]:
     """Loader outputs (each a case's samples) regrouped into (image, label) batches of ``batch_size``
     samples; a last lone sample is dropped when batches are larger (batch norm cannot train on one)."""

@@ -42,7 +42,7 @@ from ctscreen.manifest import content_digest, read_manifest
 from ctscreen.models import build_model
 from ctscreen.training.cases import CachedCase, store
 from ctscreen.training.config import OptimiserConfig, load_section
-from ctscreen.training.data import epoch_loader, epoch_order, rebatch
+from ctscreen.training.data import epoch_batches
 from ctscreen.training.loop import TrainingResult, fit
 from ctscreen.training.segmentation import deep_supervision_loss
 from ctscreen.training.split import split_by_patient
@@ -121,13 +121,9 @@ def lung_patches(cases: list[CachedCase], config: LungTrainingConfig) -> Dataset
 
 
 def lung_batches(cases: list[CachedCase], config: LungTrainingConfig, seed: int):
-    """Per epoch, the cases in a shuffled order streamed through ``lung_patches`` and regrouped into batches."""
-    def batches(epoch: int, rank: int, world: int):
-        ordered = [cases[i] for i in epoch_order(len(cases), seed, epoch, rank, world)]
-        loader = epoch_loader(lung_patches(ordered, config), seed, epoch, config.optimiser.data_workers)
-        yield from rebatch(loader, config.optimiser.batch_size)
-
-    return batches
+    """Per epoch, the cases streamed through ``lung_patches`` and regrouped into batches."""
+    return epoch_batches(cases, lambda ordered: lung_patches(ordered, config), seed, config.optimiser.data_workers,
+                         config.optimiser.batch_size)
 
 
 def validation_lungs(cases: list[CachedCase], spec: LungModelSpec):

@@ -16,7 +16,7 @@ from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models import build_model
 from ctscreen.models.segmentation import PATCH_ZYX
 from ctscreen.training.cases import CachedCase
-from ctscreen.training.data import epoch_loader, epoch_order, lesion_patches, rebatch
+from ctscreen.training.data import epoch_batches, lesion_patches
 from ctscreen.training.config import SegmentationConfig
 from ctscreen.training.loop import TrainingResult, fit
 
@@ -39,16 +39,11 @@ def deep_supervision_loss(weights: list[float]):
 
 
 def patch_batches(cases: list[CachedCase], config: SegmentationConfig, seed: int):
-    """Per epoch, the cases in a shuffled order streamed through ``lesion_patches`` (``samples_per_case``
-    patches each, ``positive_fraction`` of them on lesions, augmented) and regrouped into batches."""
+    """Per epoch, the cases streamed through ``lesion_patches`` (``samples_per_case`` patches each,
+    ``positive_fraction`` of them on lesions, augmented) and regrouped into batches."""
     patch = patch_size(config)
-
-    def batches(epoch: int, rank: int, world: int):
-        ordered = [cases[i] for i in epoch_order(len(cases), seed, epoch, rank, world)]
-        dataset = lesion_patches(ordered, patch, config.samples_per_case, config.positive_fraction)
-        yield from rebatch(epoch_loader(dataset, seed, epoch, config.optimiser.data_workers), config.optimiser.batch_size)
-
-    return batches
+    return epoch_batches(cases, lambda ordered: lesion_patches(ordered, patch, config.samples_per_case, config.positive_fraction),
+                         seed, config.optimiser.data_workers, config.optimiser.batch_size)
 
 
 def validation_dice(cases: list[CachedCase], patch: tuple[int, int, int]):

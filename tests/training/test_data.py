@@ -32,8 +32,8 @@ def _dataset_of(cached, count: int):
 def _epoch_peak_bytes(cases) -> int:
     tracemalloc.start()
     try:
-        for _ in rebatch(epoch_loader(lesion_patches(cases, PATCH, 2, 0.5), seed=0, epoch=1, workers=0), batch_size=2):
-            pass
+        patches = sum(len(images) for images, _ in rebatch(epoch_loader(lesion_patches(cases, PATCH, 2, 0.5), seed=0, epoch=1, workers=0), 2))
+        assert patches == 2 * len(cases)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
