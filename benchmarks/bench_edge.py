@@ -314,7 +314,7 @@ def _start_triton(repository: Path, state: Path) -> tuple[object | None, str | N
     try:
         client = tritonclient.http.InferenceServerClient(running.http_url, network_timeout=TIMEOUT_S)
         serve_versions(client, repository, [1], sys.prefix)
-        if not serves(client, 1):
+        if not serves(client, repository, 1):
             raise RuntimeError(f"Triton does not serve release 1 after loading it: {running.index()}")
     except Exception as error:
         server.stop(state)

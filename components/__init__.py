@@ -3,8 +3,18 @@
 in this interpreter."""
 
 import json
+from dataclasses import replace
 
 IMAGE = "ghcr.io/ctscreen/ctscreen:latest"
+
+
+def training_config(config: str, lungs):
+    """The training configuration passed by value, finding the lungs with the run's lung-region model
+    (``train_lungs``'s output) where that was adopted, else with the classical extraction."""
+    from ctscreen.training.config import TrainingConfig, from_settings
+
+    settings = from_settings(TrainingConfig, json.loads(config))
+    return replace(settings, lung_model=f"{lungs.path}/lungs" if lungs.metadata.get("adopted") else None)
 
 
 def record_metrics(artifact, values: dict) -> None:

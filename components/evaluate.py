@@ -12,7 +12,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], segmented: Input[Dataset], manifest: Input[Dataset],
-             assignment: Input[Dataset], cache: str, config: str, dataset_version: str,
+             assignment: Input[Dataset], cache: str, config: str, lungs: Input[Model], dataset_version: str,
              bundle: Output[Model], evaluation: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> str:
     """Returns the run's summary (winner, test figures, split sizes) as JSON; ``evaluation`` holds the
     comparison table, the figures and ``results.json``."""
@@ -20,13 +20,12 @@ def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], segmen
     import shutil
     from pathlib import Path
 
-    from components import record_metrics
+    from components import record_metrics, training_config
     from ctscreen.evaluation.evaluator import SegmentedCases, headline
     from ctscreen.training.cases import prepare_cases
-    from ctscreen.training.config import TrainingConfig, from_settings
     from ctscreen.training.pairs import evaluate_pair, load_trained, report_pairs, segmented_sets
 
-    config = from_settings(TrainingConfig, json.loads(config))
+    config = training_config(config, lungs)
     sets = segmented_sets(SegmentedCases.open(segmented.path), json.loads(Path(assignment.path).read_text()))
     seg_name = segmentation.metadata["name"]
     segmenter = load_trained(seg_name, config.segmentation.profile, Path(segmentation.path) / segmentation.metadata["checkpoint"])
@@ -37,8 +36,10 @@ def evaluate(segmentation: Input[Model], classifiers: Input[List[Model]], segmen
         for c in classifiers
     ]
     summary = report_pairs(evaluated, {seg_name: segmentation.metadata["validation_dice"]}, sets, config, evaluation.path,
-                           {"training_config": config.to_dict(), "dataset_version": json.loads(dataset_version)},
-                           lambda ids: prepare_cases(manifest.path, cache, config.preprocessing, set(ids), progress=False))
+                           {"training_config": config.to_dict(), "dataset_version": json.loads(dataset_version),
+                            "lung_region": dict(lungs.metadata)},
+                           lambda ids: prepare_cases(manifest.path, cache, config.preprocessing, set(ids), progress=False,
+                                                     lung_region=config.lung_region()))
     summary["segmentation_validation_dice"] = segmentation.metadata["candidates"]
     shutil.move(summary["bundle"], bundle.path)
     summary["bundle"] = bundle.path

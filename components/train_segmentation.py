@@ -9,17 +9,17 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_segmentation(name: str, manifest: Input[Dataset], assignment: Input[Dataset], cache: str, config: str,
-                       model: Output[Model]) -> float:
+                       lungs: Input[Model], model: Output[Model]) -> float:
     """Returns the best validation Dice (-1 when validation had no lesion to score)."""
     import json
     from dataclasses import asdict
     from pathlib import Path
 
-    from ctscreen.training.config import TrainingConfig, from_settings
+    from components import training_config
     from ctscreen.training.pairs import load_sets
     from ctscreen.training.segmentation import train_segmentation as train
 
-    config = from_settings(TrainingConfig, json.loads(config))
+    config = training_config(config, lungs)
     sets = load_sets(manifest.path, assignment.path, cache, config)
     run = train(name, sets["train"], sets["validation"], config.segmentation, model.path, config.seed)
     dice = run.best_metric if run.best_metric is not None else -1.0

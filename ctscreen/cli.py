@@ -36,9 +36,14 @@ def cmd_lungs(args) -> int:
     from ctscreen.imaging.volume import write_mask
 
     volume = load_volume(args.path, allow_gaps=args.allow_gaps)
-    mask = extract_lungs(volume)
+    if args.model:
+        from ctscreen.inference.lung_region import load_lung_region
+
+        mask, method = load_lung_region(args.model)(volume), f"lung-region model {args.model}"
+    else:
+        mask, method = extract_lungs(volume), "classical extraction"
     path = write_mask(volume, mask, args.out)
-    _print_result({"lung_volume_ml": round(float(mask.sum()) * volume.voxel_volume_ml, 1), "mask": str(path)}, args.json)
+    _print_result({"lung_volume_ml": round(float(mask.sum()) * volume.voxel_volume_ml, 1), "method": method, "mask": str(path)}, args.json)
     return 0
 
 
@@ -84,11 +89,16 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_train_pairs(args) -> int:
+def _training_config(args):
     from ctscreen.training.config import load_config
+
+    return load_config(args.config, [*args.set, *([f"lung_model={args.lungs.resolve()}"] if args.lungs else [])])
+
+
+def cmd_train_pairs(args) -> int:
     from ctscreen.training.pairs import run_pairs
 
-    config = load_config(args.config, args.set)
+    config = _training_config(args)
     summary = run_pairs(args.manifest, args.out, config, cache_dir=args.cache, held_out_site=args.held_out_site, full_grid=args.full_grid)
     _print_result(summary if args.json else {"winner": summary["winner"], "test": {k: v.get("auc") for k, v in summary["test"].items()},
                                             "bundle": summary["bundle"], "comparison": summary["comparison"]["markdown"]}, args.json)
@@ -96,10 +106,9 @@ def cmd_train_pairs(args) -> int:
 
 
 def cmd_train_seg(args) -> int:
-    from ctscreen.training.config import load_config
     from ctscreen.training.pairs import prepare_sets, train_segmentation_candidates
 
-    config = load_config(args.config, args.set)
+    config = _training_config(args)
     _, sets = prepare_sets(args.manifest, args.out, config, args.cache, args.held_out_site)
     runs = train_segmentation_candidates(sets, config, args.out)
     _print_result({name: {"validation_dice": run.best_metric, "checkpoint": str(run.checkpoint)} for name, run in runs.items()}, args.json)
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     def gaps(sub):
         sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
 
-    def training_options(sub, held_out_site: bool = True):
+    def training_options(sub, held_out_site: bool = True, lungs: bool = True):
         sub.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
         sub.add_argument("--out", type=Path, required=True, help="run folder: split, checkpoints, results, figures, models")
         sub.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
@@ -591,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cache", type=Path, help="preprocessed-case cache (default: under OUT/cache)")
         if held_out_site:
             sub.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+        if lungs:
+            sub.add_argument("--lungs", type=Path, help="find the lungs with this lung-region model (`ctscreen train lungs`: OUT/lungs), "
+                                                        "which the bundle then carries; default: the classical extraction")
         sub.add_argument("--json", action="store_true")
 
     info = add("info", cmd_info, "Describe the CT volume read from a DICOM folder or a NIfTI/NRRD/MHA file.")
@@ -601,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     lungs = add("lungs", cmd_lungs, "Extract the lung region and write it as a mask on the input grid.")
     lungs.add_argument("path", type=Path)
     lungs.add_argument("--out", type=Path, required=True, help="mask file to write (.nii.gz)")
+    lungs.add_argument("--model", type=Path, help="a trained lung-region model folder (`ctscreen train lungs`: OUT/lungs); "
+                                                 "default: the classical extraction")
     lungs.add_argument("--json", action="store_true")
     gaps(lungs)
 
@@ -659,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Settings: the `lungs:` section of params.yaml. Writes OUT/lungs/: the network, its "
                                                "spec, checkpoints and results.json (validation lung Dice, lesion voxels inside).")
     lungs.set_defaults(func=cmd_train_lungs)
-    training_options(lungs, held_out_site=False)
+    training_options(lungs, held_out_site=False, lungs=False)
 
     screen = add("screen", cmd_screen, "Screen one study: COVID-19 probability, the call, the lesion mask and volumes, a picture.")
     screen.add_argument("path", type=Path, help="DICOM folder or image file")

@@ -1,4 +1,4 @@
-"""The retrain pipeline (Kubeflow Pipelines v2): version the new data, preprocess, split with a
+"""The retrain pipeline (Kubeflow Pipelines v2): version the new data, train the lung-region model, preprocess, split with a
 frozen test set, train the segmentation candidates in parallel and select by validation Dice, train
 the classifiers paired with it in parallel and select by validation AUC, evaluate on the frozen test
 set, gate against the champion, and register the winner in MLflow.
@@ -17,6 +17,7 @@ from components.preprocess import preprocess
 from components.register import register
 from components.select_segmentation import select_segmentation
 from components.split import split
+from components.train_lungs import train_lungs
 from components.train_classification import train_classification
 from components.train_segmentation import train_segmentation
 
@@ -31,14 +32,15 @@ def _cpu(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4G") -> dsl.Pipe
 
 @dsl.pipeline(name="ctscreen-retrain", description="Version new cases, train and compare the segmentation -> classification pairs, "
                                                    "gate against the champion, register the winner.")
-def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: str, gate_policy: str, segmentation_models: list,
+def retrain(intake: str, dataset: str, cache: str, tracking_uri: str, config: str, lung_config: str, gate_policy: str, segmentation_models: list,
             classification_models: list, signing_key: str, experiment: str = "ctscreen-retrain", seed: int = 0) -> str:
     # ingest, gate and register read or change state outside their inputs (intake, registry): never cached
     ingested = _cpu(ingest(intake=intake, dataset=dataset, seed=seed)).set_caching_options(False)
     version = ingested.outputs["dataset_version"]
-    prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, config=config), "2", "8G")
+    lungs = _gpu(train_lungs(dataset=dataset, dataset_version=version, cache=cache, lung_config=lung_config), "16G").outputs["lungs"]
+    prepared = _cpu(preprocess(dataset=dataset, dataset_version=version, cache=cache, config=config, lungs=lungs), "2", "8G")
     placed = _cpu(split(dataset=dataset, dataset_version=version, manifest=prepared.outputs["manifest"]))
-    common = {"manifest": prepared.outputs["manifest"], "cache": cache, "config": config}
+    common = {"manifest": prepared.outputs["manifest"], "cache": cache, "config": config, "lungs": lungs}
 
     with dsl.ParallelFor(segmentation_models) as name:
         segmenter = _gpu(train_segmentation(name=name, assignment=placed.outputs["assignment"], **common), "32G")

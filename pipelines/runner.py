@@ -24,6 +24,7 @@ from ctscreen.home import bundle_signing_key, dvc_remote, home, scoped_environme
 from ctscreen.inference.signature import generate_signing_key, public_key_of
 from ctscreen.manifest import read_manifest
 from ctscreen.training.config import load_config, load_section
+from ctscreen.training.lungs import load_lung_config
 from pipelines.retrain import retrain
 
 LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor running at once
@@ -31,7 +32,8 @@ LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor 
 
 def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
               overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
-              classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None) -> dict:
+              classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None,
+              lung_overrides: list[str] = ()) -> dict:
     """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote), and
     the key that signs registered bundles, on first use."""
     from kfp import local
@@ -46,7 +48,7 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
     # cached steps are keyed by their inputs, the dataset version among them: a second run on the same data reuses them
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home() / "pipeline-root"), enable_caching=True)
     arguments = pipeline_arguments(Path(intake).resolve(), dataset, str((home() / "cache").resolve()), tracking_uri, params, overrides, gate_overrides,
-                                   segmentation_models, classification_models, seed, signing_key)
+                                   segmentation_models, classification_models, seed, signing_key, lung_overrides)
     started = time.perf_counter()
     # kfp.local runs a loop's candidates two at a time, each step its own process: with every core each,
     # their OpenMP threads spin against each other (training ran up to 40x slower); half the cores each
@@ -58,7 +60,8 @@ def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params
 
 def pipeline_arguments(intake: str | Path, dataset: str | Path, cache: str, tracking_uri: str, params: str | Path | None = None,
                        overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
-                       classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None) -> dict:
+                       classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None,
+                       lung_overrides: list[str] = ()) -> dict:
     """The pipeline's inputs, paths as given (they are paths where the steps run: on a cluster the
     signing key is a mounted secret); the configuration
     (``params.yaml`` and overrides) resolved and passed by value, its model lists unless others are given."""
@@ -67,6 +70,7 @@ def pipeline_arguments(intake: str | Path, dataset: str | Path, cache: str, trac
         "intake": str(intake), "dataset": str(dataset), "cache": cache, "tracking_uri": tracking_uri, "seed": seed,
         "signing_key": str(signing_key or bundle_signing_key()),
         "config": json.dumps(config.to_dict()),
+        "lung_config": json.dumps(load_lung_config(params, list(lung_overrides)).to_dict()),
         "gate_policy": json.dumps(asdict(load_section(GatePolicy, "gate", params, list(gate_overrides)))),
         "segmentation_models": list(segmentation_models or config.segmentation.models),
         "classification_models": list(classification_models or config.classification.models),

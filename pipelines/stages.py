@@ -29,7 +29,7 @@ def stage_sizes(stages: int, first: int, growth: float) -> list[int]:
 def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: str | Path, tracking_uri: str, sites: int = 3, seed: int = 0,
              profile: str = "small", overrides: list[str] = (), gate_overrides: list[str] = (), params: str | Path | None = None,
              segmentation_models: list[str] | None = None, classification_models: list[str] | None = None,
-             experiment: str = "ctscreen-retrain") -> dict:
+             experiment: str = "ctscreen-retrain", lung_overrides: list[str] = ()) -> dict:
     """Feeds the synthetic source in ``stages`` batches, runs the pipeline after each, and draws the
     learning curve (AUC with CI per stage) and the ROC curves per stage (Figure 2b) from MLflow."""
     out = Path(out)
@@ -40,7 +40,7 @@ def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: s
         intake = synthetic_intake(out / f"intake-stage-{stage}", size, key, sites, seed, profile, first=offset).parent
         offset += size
         runs.append(run_local(intake, dataset, tracking_uri, params, overrides, gate_overrides, segmentation_models,
-                              classification_models, seed) | {"stage": stage, "new_cases": size})
+                              classification_models, seed, lung_overrides=lung_overrides) | {"stage": stage, "new_cases": size})
     return summarise_stages(out, tracking_uri, runs, experiment)
 
 

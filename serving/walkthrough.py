@@ -48,8 +48,8 @@ def release_to_a_node(out: Path, study: Path, study_with_phi: Path | None = None
             agent.poll_once()
             serving = agent.state.serving
         screened = {name: screen_study(study, bundle, node / "screening" / name, predictor=pair)
-                    for name, pair in (("triton_http", TritonPair(triton.http_url, "http", serving)),
-                                       ("triton_grpc", TritonPair(triton.grpc_url, "grpc", serving)))}
+                    for name, pair in (("triton_http", TritonPair(triton.http_url, "http", serving, bundle=bundle)),
+                                       ("triton_grpc", TritonPair(triton.grpc_url, "grpc", serving, bundle=bundle)))}
         hospital = a_study_at_the_hospital(out / "hospital", node / "state", triton.http_url, study_with_phi) if study_with_phi else None
     finally:
         server.stop(node / "triton")

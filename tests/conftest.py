@@ -64,15 +64,24 @@ def phantom_hu() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def trained_pairs(tmp_path_factory):
-    """A whole pair comparison on a small synthetic multi-site dataset (tiny models, one held-out site)."""
+def tiny_lung_model(tmp_path_factory) -> Path:
+    """A trained tiny lung-region model's folder (``tests.tiny_lungs``)."""
+    from tests.tiny_lungs import train_tiny_lung_model
+
+    return train_tiny_lung_model(tmp_path_factory.mktemp("tiny-lungs"))
+
+
+@pytest.fixture(scope="session")
+def trained_pairs(tmp_path_factory, tiny_lung_model):
+    """A whole pair comparison on a small synthetic multi-site dataset (tiny models, one held-out site),
+    the lungs found by the tiny lung-region model, as the retrain pipeline finds them."""
     from ctscreen.imaging.synth import generate_dataset
     from ctscreen.training.config import load_config
     from ctscreen.training.pairs import run_pairs
 
     root = tmp_path_factory.mktemp("pairs")
     manifest = generate_dataset(root / "data", cases=18, sites=3, seed=5, profile="tiny", progress=False)
-    config = load_config(None, [
+    config = load_config(None, [f"lung_model={tiny_lung_model}",
         "segmentation.profile=tiny", "classification.profile=tiny",
         "segmentation.models=[unet,fcn8s]", "classification.models=[resnet50,inception_v3]",
         "segmentation.optimiser.epochs=2", "segmentation.optimiser.lr=0.001", "segmentation.samples_per_case=2",

@@ -22,7 +22,7 @@ def test_demo_writes_summary_and_picture(tmp_path):
         assert case["files_deidentified"] == case["input_shape_zyx"][0]
         assert case["lung_dice_vs_truth"] > 0.9
     assert (out / "preprocessed_cases.png").stat().st_size > 10_000
-    assert "lung extraction" in summary_md.read_text()
+    assert "lung region (classical extraction)" in summary_md.read_text()
     # the de-identified studies carry none of the names and IDs the source series did
     for case in summary["cases"]:
         source = pydicom.dcmread(next((out / "synthetic" / "cases" / case["case_id"] / "dicom").iterdir()))

@@ -18,6 +18,8 @@ TINY = {"spacing_zyx": [5.0, 4.0, 4.0],
         "segmentation": {"models": ["fcn8s"], "profile": "tiny", "samples_per_case": 1, "optimiser": {"epochs": 1}},
         "classification": {"models": ["resnet50"], "profile": "tiny", "optimiser": {"epochs": 1}},
         "evaluation": {"bootstrap_resamples": 50}}
+TINY_LUNGS = {"profile": "tiny", "spacing_zyx": [10, 8, 8], "patch_zyx": [32, 48, 48], "samples_per_case": 4, "validate_every": 5,
+              "optimiser": {"lr": 0.01, "epochs": 15, "data_workers": 0}}  # tests.tiny_lungs's settings
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -38,6 +40,7 @@ def test_dvc_repro_trains_evaluates_and_reruns_only_what_changed(tmp_path):
     shutil.copytree(ROOT / "ctscreen", project / "ctscreen", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"] = _merge(params["train"], TINY)
+    params["lungs"] = _merge(params["lungs"], TINY_LUNGS)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     generate_dataset(project / "data" / "synthetic", cases=12, sites=2, profile="tiny", progress=False)
     _run("git", "init", "-q", cwd=project)
@@ -46,12 +49,13 @@ def test_dvc_repro_trains_evaluates_and_reruns_only_what_changed(tmp_path):
 
     _run(sys.executable, "-m", "dvc", "repro", cwd=project)
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"train_segmentation", "train_classification", "evaluate"}
+    assert set(lock) == {"train_lungs", "train_segmentation", "train_classification", "evaluate"}
     assert lock["train_segmentation"]["params"]["params.yaml"]["train.segmentation"]["profile"] == "tiny"
     data_hash = next(d["md5"] for d in lock["train_segmentation"]["deps"] if d["path"] == "data/synthetic")
     assert data_hash.endswith(".dir")
     evaluation = json.loads((project / "runs" / "dvc" / "evaluation" / "evaluation.json").read_text())
     assert evaluation["cases"] > 0 and evaluation["model"]["name"] == "fcn8s+resnet50"
+    assert (project / "runs" / "dvc" / "bundle" / "lungs" / "lung_region.onnx").is_file()  # the bundle carries its lung model
 
     assert "didn't change, skipping" in _run(sys.executable, "-m", "dvc", "repro", cwd=project)
     params["train"]["classification"]["optimiser"]["epochs"] = 2

@@ -18,7 +18,8 @@ def evaluate_bundle(bundle: ModelBundle, manifest: str | Path, out_dir: str | Pa
                     case_ids: set[str] | None = None, backend: str = "torch", bootstrap_resamples: int = 2000,
                     progress: bool = True) -> dict:
     out_dir = Path(out_dir)
-    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", bundle.preprocessing, case_ids, progress=progress)
+    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", bundle.preprocessing, case_ids, progress=progress,
+                          lung_region=bundle.lung_region())
     if not cases:
         raise ValueError(f"no cases to evaluate in {manifest}" + (" for the chosen split" if case_ids is not None else ""))
     segmenter, classifier = bundle.predictors(backend)

@@ -23,8 +23,8 @@ from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
 
 WORKING_SPACING_ZYX = (2.5, 2.0, 2.0)
-_IN_PLANE = np.zeros((3, 3, 3), bool)
-_IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
+IN_PLANE = np.zeros((3, 3, 3), bool)
+IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -66,18 +66,18 @@ def lung_region(volume: CTVolume, params: LungExtractionParameters = LungExtract
         midline = midlines[box[0].start + z] - box[2].start
         mask[box][z] = _slice_lung_region(air_box[z], midline, pixel_mm2, spacing[2], params)
     mask = ndi.binary_fill_holes(mask)
-    mask = ndi.binary_fill_holes(mask, structure=_IN_PLANE)
+    mask = ndi.binary_fill_holes(mask, structure=IN_PLANE)
     return (mask & body).astype(np.uint8)
 
 
 def _body(dense: np.ndarray) -> np.ndarray:
     """The patient's body with its inner air filled in, apart from the table and outside air."""
-    opened = ndi.binary_opening(dense, structure=_IN_PLANE, iterations=2)
+    opened = ndi.binary_opening(dense, structure=IN_PLANE, iterations=2)
     labels, n = ndi.label(opened)
     if n == 0:
         return np.zeros_like(dense)
     largest = 1 + int(np.argmax(np.bincount(labels.ravel(), minlength=n + 1)[1:]))
-    return ndi.binary_fill_holes(labels == largest, structure=_IN_PLANE)
+    return ndi.binary_fill_holes(labels == largest, structure=IN_PLANE)
 
 
 def bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...]:

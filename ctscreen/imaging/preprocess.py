@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import SimpleITK as sitk
@@ -36,6 +37,9 @@ class PreprocessingParameters:
     crop_margin_mm: tuple[float, float, float] = (5.0, 10.0, 10.0)
     mask_outside_lungs: bool = True  # voxels outside the (margin-dilated) lung region become 0
     lungs: LungExtractionParameters = field(default_factory=LungExtractionParameters)
+    # SHA-256 of the lung-region network's weights that finds the lungs; None: the classical extraction.
+    # Part of the parameters, so a cache entry or a bundle names the lungs it was made with.
+    lung_model: str | None = None
 
     def __post_init__(self):
         if self.window not in HU_WINDOWS:
@@ -81,6 +85,15 @@ class PreprocessedCase:
         return out
 
 
+class LungRegion(Protocol):
+    """A trained lung-region step (``ctscreen.inference.lung_region.LungRegionNetwork``): a study in,
+    its lung-region mask on the same grid out."""
+
+    digest: str  # what ``PreprocessingParameters.lung_model`` names
+
+    def __call__(self, volume: CTVolume) -> np.ndarray: ...
+
+
 def apply_window(hu: np.ndarray, window: str | tuple[float, float]) -> np.ndarray:
     """Clip HU to the window and scale it to [0, 1] (float32)."""
     low, high = HU_WINDOWS[window] if isinstance(window, str) else window
@@ -99,10 +112,19 @@ def preprocess(
     params: PreprocessingParameters = PreprocessingParameters(),
     lesion_mask: np.ndarray | None = None,
     lung_mask: np.ndarray | None = None,
+    lung_region: LungRegion | None = None,
 ) -> PreprocessedCase:
-    """Resample, extract and crop the lungs, window and scale one study (masks on ``volume``'s grid)."""
+    """Resample, find and crop the lungs, window and scale one study (masks on ``volume``'s grid).
+
+    The lungs: ``lung_mask`` where given, else the network ``params.lung_model`` names (passed as
+    ``lung_region``), else the classical extraction."""
     resampled = resample_volume(volume, params.spacing_zyx)
-    if lung_mask is None:
+    if lung_mask is None and params.lung_model is not None:
+        if lung_region is None or lung_region.digest != params.lung_model:
+            given = "none" if lung_region is None else lung_region.digest[:12]
+            raise ValueError(f"these parameters find the lungs with lung-region model {params.lung_model[:12]}; given: {given}")
+        lungs = lung_region(resampled)
+    elif lung_mask is None:
         lungs = extract_lungs(resampled, params.lungs)
     else:
         lungs = resample_mask(lung_mask, volume, params.spacing_zyx)

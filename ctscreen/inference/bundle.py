@@ -4,12 +4,15 @@ the way it was validated (DESIGN: one MLflow model version = one bundle).
     bundle.json            names, profiles, sizes, preprocessing, threshold, metrics, provenance
     segmentation.pt/.onnx  lesion segmentation (state dict; ONNX for Triton / ONNX Runtime)
     classification.pt/.onnx
+    lungs/                 the lung-region network (lung_region.pt/.onnx, spec.json), when the pair
+                           was trained on its lungs; without it the classical extraction finds them
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,14 +21,17 @@ import torch
 from torch import nn
 
 from ctscreen import __version__
+from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
 from ctscreen.home import home
 from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.inference.lung_region import ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, LungRegionNetwork, load_lung_model, load_lung_region
 from ctscreen.inference.signature import SIGNATURE
 from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
 
 MANIFEST = "bundle.json"
+LUNGS = "lungs"
 # The one backend switch for running a bundle in-process: its PyTorch weights, or its ONNX graphs
 # under ONNX Runtime (the graphs Triton serves).
 BACKENDS = ("torch", "onnx")
@@ -44,6 +50,15 @@ class ModelBundle:
     @property
     def name(self) -> str:
         return f"{self.segmentation['name']}+{self.classification['name']}"
+
+    @property
+    def lungs(self) -> Path | None:
+        """The lung-region model's folder; None where the classical extraction finds the lungs."""
+        return self.root / LUNGS if self.preprocessing.lung_model else None
+
+    def lung_region(self, backend: str = "torch") -> LungRegionNetwork | None:
+        """The lung-region step on ``backend`` (None: the classical extraction, inside preprocessing)."""
+        return None if self.lungs is None else load_lung_region(self.lungs, backend)
 
     def networks(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
         seg = build_model(self.segmentation["name"], self.segmentation["profile"])
@@ -65,9 +80,12 @@ class ModelBundle:
 
 
 def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, classifier: nn.Module, classification: dict,
-                preprocessing: PreprocessingParameters, threshold: float, metrics: dict, provenance: dict | None = None) -> ModelBundle:
+                preprocessing: PreprocessingParameters, threshold: float, metrics: dict, provenance: dict | None = None,
+                lungs: str | Path | None = None) -> ModelBundle:
+    """``lungs``: the lung-region model folder the pair was trained on, which ``preprocessing.lung_model`` names."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _save_lungs(lungs, preprocessing, out_dir / LUNGS)
     segmenter, classifier = segmenter.cpu().eval(), classifier.cpu().eval()
     torch.save(segmenter.state_dict(), out_dir / "segmentation.pt")
     torch.save(classifier.state_dict(), out_dir / "classification.pt")
@@ -87,6 +105,21 @@ def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, c
     }
     (out_dir / MANIFEST).write_text(json.dumps(document, indent=2, default=str))
     return bundle
+
+
+def _save_lungs(source: str | Path | None, preprocessing: PreprocessingParameters, folder: Path) -> None:
+    if (source is None) != (preprocessing.lung_model is None):
+        raise ValueError("a bundle's lung-region model and its preprocessing's lung_model go together: give both or neither")
+    if source is None:
+        return
+    source = Path(source)
+    if file_sha256(source / WEIGHTS_FILE) != preprocessing.lung_model:
+        raise ValueError(f"{source / WEIGHTS_FILE} is not the lung-region model {preprocessing.lung_model[:12]} the preprocessing names")
+    model, spec = load_lung_model(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / WEIGHTS_FILE, folder / WEIGHTS_FILE)
+    (folder / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
+    export_onnx(model, torch.zeros(1, 1, *spec.window_zyx), folder / ONNX_FILE)
 
 
 def bundle_digest(path: str | Path) -> str:
@@ -121,6 +154,12 @@ def load_bundle(path: str | Path) -> ModelBundle:
     for file in ("segmentation.pt", "classification.pt"):
         if not (root / file).is_file():
             raise InputError(root / file, "missing from the bundle")
+    if bundle.lungs is not None:
+        weights = bundle.lungs / WEIGHTS_FILE
+        if not weights.is_file():
+            raise InputError(weights, "missing from the bundle: its preprocessing finds the lungs with this network")
+        if file_sha256(weights) != bundle.preprocessing.lung_model:
+            raise InputError(weights, f"is not the lung-region model {bundle.preprocessing.lung_model[:12]} the bundle's preprocessing names")
     return bundle
 
 

@@ -9,7 +9,7 @@ measures, so a coarse grid is enough and keeps a whole study to seconds on a CPU
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,13 @@ import torch
 from scipy import ndimage as ndi
 from torch import nn
 
+from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
-from ctscreen.imaging.lungs import _IN_PLANE, LungExtractionParameters
-from ctscreen.imaging.preprocess import apply_window
+from ctscreen.imaging.lungs import IN_PLANE, LungExtractionParameters
+from ctscreen.imaging.preprocess import PreprocessingParameters, apply_window
 from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
-from ctscreen.inference.sliding_window import Predictor, lesion_probability
+from ctscreen.inference.sliding_window import Predictor, lesion_probability, onnx_predictor
 from ctscreen.models import build_model
 from ctscreen.models.segmentation import check_window
 
@@ -34,6 +35,8 @@ LUNG_SPACING_ZYX = (5.0, 4.0, 4.0)  # mm: a 512 x 512 x 300 study becomes about 
 LUNG_WINDOW_ZYX = (32, 96, 96)
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "lung_region.pt"
+ONNX_FILE = "lung_region.onnx"  # the graph Triton serves (written into a bundle)
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def lung_mask_on_grid(probability: np.ndarray, grid: CTVolume, params: LungExtra
     if n > 1 and sizes_ml[order[1]] >= params.second_lung_ratio * sizes_ml[order[0]]:
         keep.append(order[1] + 1)
     mask = ndi.binary_fill_holes(np.isin(labels, keep))
-    return ndi.binary_fill_holes(mask, structure=_IN_PLANE).astype(np.uint8)
+    return ndi.binary_fill_holes(mask, structure=IN_PLANE).astype(np.uint8)
 
 
 def outside_air(hu: np.ndarray, below_hu: float) -> np.ndarray:
@@ -108,7 +111,7 @@ def outside_air(hu: np.ndarray, below_hu: float) -> np.ndarray:
     and slice by slice a gap in a thin chest wall on a coarse grid costs that slice, not the lung.
     The classical extraction's body mask opens the tissue first, which on an 8 mm grid broke chest
     walls and lost whole lungs."""
-    labels, _ = ndi.label(hu < below_hu, structure=_IN_PLANE)
+    labels, _ = ndi.label(hu < below_hu, structure=IN_PLANE)
     sides = np.concatenate([labels[:, [0, -1], :].ravel(), labels[:, :, [0, -1]].ravel()])
     return np.isin(labels, np.unique(sides[sides > 0]))
 
@@ -116,13 +119,54 @@ def outside_air(hu: np.ndarray, below_hu: float) -> np.ndarray:
 def load_lung_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, LungModelSpec]:
     """A trained lung-region network (``WEIGHTS_FILE``) and its spec (``SPEC_FILE``) from ``directory``."""
     directory = Path(directory)
+    spec = read_lung_spec(directory)
+    model = build_model(spec.name, spec.profile)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
+    return model.to(device).eval(), spec
+
+
+@dataclass(frozen=True)
+class LungRegionNetwork:
+    """The trained lung-region step as preprocessing takes it (``ctscreen.imaging.preprocess.LungRegion``):
+    a network (module, ONNX session or a Triton model), its spec, and the digest of the weights it
+    was loaded from, which ``PreprocessingParameters.lung_model`` names."""
+
+    predictor: nn.Module | Predictor
+    spec: LungModelSpec
+    digest: str
+    overlap: float = 0.25
+    params: LungExtractionParameters = LungExtractionParameters()
+
+    def __call__(self, volume: CTVolume) -> np.ndarray:
+        return lung_region(self.predictor, volume, self.spec, self.overlap, self.params)
+
+    def preprocessing(self, params: PreprocessingParameters) -> PreprocessingParameters:
+        """``params`` finding the lungs with this network."""
+        return replace(params, lung_model=self.digest)
+
+
+def load_lung_region(directory: str | Path, backend: str = "torch") -> LungRegionNetwork:
+    """A lung-region model directory (a ``ctscreen train lungs`` output, or a bundle's ``lungs/``) on
+    ``backend``: its PyTorch weights, or its ONNX graph under ONNX Runtime."""
+    directory = Path(directory)
+    if backend == "torch":
+        model, spec = load_lung_model(directory)
+        return LungRegionNetwork(model, spec, file_sha256(directory / WEIGHTS_FILE))
+    if backend == "onnx":
+        spec = read_lung_spec(directory)
+        if not (directory / ONNX_FILE).is_file():
+            raise InputError(directory / ONNX_FILE, "missing: the lung-region model has no ONNX graph")
+        return LungRegionNetwork(onnx_predictor(directory / ONNX_FILE), spec, file_sha256(directory / WEIGHTS_FILE))
+    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def read_lung_spec(directory: str | Path) -> LungModelSpec:
+    """The spec of the lung-region model in ``directory``, its weights checked to be there."""
+    directory = Path(directory)
     for name in (SPEC_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
             raise InputError(directory / name, "missing: not a trained lung-region model")
     try:
-        spec = LungModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()))
+        return LungModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise InputError(directory / SPEC_FILE, f"invalid lung-region model spec ({exc})") from None
-    model = build_model(spec.name, spec.profile)
-    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
-    return model.to(device).eval(), spec

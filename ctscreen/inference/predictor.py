@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ctscreen.imaging.preprocess import LungRegion
+
 
 @dataclass
 class PairOutput:
@@ -20,5 +22,6 @@ class PairPredictor(Protocol):
     """The pair wherever it runs (this process, a Triton server): one preprocessed case in, its output out."""
 
     served_by: dict  # where and how it runs, for the screening result
+    lung_region: LungRegion | None  # the bundle's lung-region network where it runs (None: the classical extraction)
 
     def __call__(self, image: np.ndarray, lung_mask: np.ndarray) -> PairOutput: ...

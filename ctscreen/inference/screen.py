@@ -33,6 +33,7 @@ class LocalPair:
         self.overlap = overlap
         self.input_zyx = tuple(bundle.classification["input_zyx"])
         self.segmenter, self.classifier = bundle.predictors(backend)
+        self.lung_region = bundle.lung_region(backend)
         self.served_by = {"backend": backend, "window_zyx": list(self.window), "overlap": overlap}
 
     def __call__(self, image: np.ndarray, lung_mask: np.ndarray) -> PairOutput:
@@ -65,11 +66,11 @@ class Screening:
 
 
 def screen_volume(volume: CTVolume, bundle: ModelBundle, predictor: PairPredictor) -> Screening:
-    """Preprocessing with the bundle's parameters, the pair, and the lesion rule, back on the
-    volume's grid; each stage timed."""
+    """Preprocessing with the bundle's parameters (its lungs found where the predictor runs the
+    lung-region network), the pair, and the lesion rule, back on the volume's grid; each stage timed."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    case = preprocess(volume, bundle.preprocessing)
+    case = preprocess(volume, bundle.preprocessing, lung_region=predictor.lung_region)
     timings["preprocess"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     output = predictor(case.image, case.lung_mask)
@@ -110,6 +111,7 @@ def screen_study(path: str | Path, bundle: ModelBundle, out_dir: str | Path, bac
         "threshold": bundle.threshold,
         "lesion_volume_ml": screening.lesion_volume_ml,
         "lung_volume_ml": screening.lung_volume_ml,
+        "lung_region": "classical" if bundle.lungs is None else "network",  # how the lungs were found
         "lesion_mask": str(lesion_path),
         "lung_mask": str(lung_path),
         "overlay_png": str(overlay),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ctscreen.imaging.preprocess import PreprocessedCase, PreprocessingParameters, preprocess
+from ctscreen.imaging.preprocess import LungRegion, PreprocessedCase, PreprocessingParameters, preprocess
 from ctscreen.imaging.readers import load_volume
 from ctscreen.manifest import content_digest, read_manifest
 
@@ -60,16 +60,17 @@ def store(case: PreprocessedCase, path: Path) -> None:
     partial.replace(path)  # a crash never leaves a half-written cache entry behind
 
 
-def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters) -> CachedCase:
+def prepare_case(row: dict, cache_dir: Path, params: PreprocessingParameters, lung_region: LungRegion | None = None) -> CachedCase:
     cached = cache_path(row, cache_dir, params)
     if not cached.exists():
         volume = load_volume(row["image"])
         lesion = load_volume(row["lesion_mask"]).hu > 0 if row.get("lesion_mask") else None
-        store(preprocess(volume, params, lesion_mask=lesion), cached)
+        store(preprocess(volume, params, lesion_mask=lesion, lung_region=lung_region), cached)
     return CachedCase(row["case_id"], int(row["label"] == "positive"), row["subtype"], row["site"], cached)
 
 
 def prepare_cases(manifest: str | Path, cache_dir: str | Path, params: PreprocessingParameters = PreprocessingParameters(),
-                  case_ids: set[str] | None = None, progress: bool = True) -> list[CachedCase]:
+                  case_ids: set[str] | None = None, progress: bool = True, lung_region: LungRegion | None = None) -> list[CachedCase]:
+    """``lung_region``: the network ``params.lung_model`` names, where it names one."""
     rows = [r for r in read_manifest(manifest) if case_ids is None or r["case_id"] in case_ids]
-    return [prepare_case(r, Path(cache_dir), params) for r in tqdm(rows, desc="preprocessing", unit="case", disable=not progress)]
+    return [prepare_case(r, Path(cache_dir), params, lung_region) for r in tqdm(rows, desc="preprocessing", unit="case", disable=not progress)]

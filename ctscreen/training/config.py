@@ -9,8 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
 from ctscreen.imaging.preprocess import TARGET_SPACING_ZYX, PreprocessingParameters
+from ctscreen.inference.lung_region import WEIGHTS_FILE, LungRegionNetwork, load_lung_region
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TrainingConfig:
     seed: int = 0
     window: str = "lesion"
     spacing_zyx: list[float] = field(default_factory=lambda: list(TARGET_SPACING_ZYX))  # working grid, mm
+    lung_model: str | None = None  # a trained lung-region model's folder (`ctscreen train lungs`); None: the classical extraction
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -63,7 +66,14 @@ class TrainingConfig:
     @property
     def preprocessing(self) -> PreprocessingParameters:
         """The one place the training configuration decides the preprocessing every step uses."""
-        return PreprocessingParameters(spacing_zyx=tuple(float(s) for s in self.spacing_zyx), window=self.window)
+        if self.lung_model is not None and not (Path(self.lung_model) / WEIGHTS_FILE).is_file():
+            raise InputError(Path(self.lung_model) / WEIGHTS_FILE, "missing: lung_model must name a trained lung-region model folder")
+        digest = None if self.lung_model is None else file_sha256(Path(self.lung_model) / WEIGHTS_FILE)
+        return PreprocessingParameters(spacing_zyx=tuple(float(s) for s in self.spacing_zyx), window=self.window, lung_model=digest)
+
+    def lung_region(self) -> LungRegionNetwork | None:
+        """The lung-region network ``preprocessing`` names (None: the classical extraction)."""
+        return None if self.lung_model is None else load_lung_region(self.lung_model)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainingConfig:

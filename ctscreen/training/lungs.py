@@ -59,6 +59,9 @@ class LungTrainingConfig:
     samples_per_case: int = 2
     deep_supervision_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.125])  # U-Net++ only
     validate_every: int = 1
+    # the retrain pipeline finds the lungs with the new model only from this validation lung Dice on;
+    # below it the classical extraction stays
+    adopt_min_dice: float = 0.85
     # 30 times the paper's rate: on 10 tiny cases small U-Net and V-Net reached validation Dice 0.91-0.94 in 8 epochs
     optimiser: OptimiserConfig = field(default_factory=lambda: OptimiserConfig(lr=3e-3, epochs=20))
     augmentation: ScannerAugmentationParameters = field(default_factory=ScannerAugmentationParameters)
@@ -154,7 +157,9 @@ def train_lung_region(manifest: str | Path, out_dir: str | Path, config: LungTra
     ``results.json`` (validation figures, history, split). An interrupted run resumes."""
     out = Path(out_dir) / "lungs"
     spec = config.spec
-    rows = read_manifest(manifest)
+    rows = [r for r in read_manifest(manifest) if r.get("lung_mask")]
+    if not rows:
+        raise InputError(manifest, "no case with a lung mask to train the lung-region model on")
     assignment = split_by_patient(rows, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed)
     cache = Path(cache_dir) if cache_dir else Path(out_dir) / "cache" / "lungs"
     cases = [prepare_lung_case(r, cache, spec) for r in tqdm(rows, desc="lung inputs", unit="case", disable=not progress)]
@@ -178,6 +183,7 @@ def train_lung_region(manifest: str | Path, out_dir: str | Path, config: LungTra
         "validation_dice": result.best_metric,
         "validation_lesion_inside": best.get("lesion_inside"),
         "best_epoch": result.best_epoch,
+        "adopted": result.best_metric is not None and result.best_metric >= config.adopt_min_dice,
         "history": [r.__dict__ for r in result.history],
         "split": {c.case_id: assignment[c.case_id] for c in cases},
     }

@@ -45,7 +45,7 @@ def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConf
     else:
         assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
         split_file.write_text(json.dumps(assignment, indent=1, sort_keys=True))
-    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", config.preprocessing, progress=progress)
+    cases = prepare_cases(manifest, cache_dir or out_dir / "cache", config.preprocessing, progress=progress, lung_region=config.lung_region())
     return cases, group_by_split(cases, assignment, split_file)
 
 
@@ -90,7 +90,7 @@ def best_segmentation(out_dir: str | Path) -> str:
 
 def load_sets(manifest: str | Path, assignment: str | Path, cache: str | Path, config: TrainingConfig) -> dict[str, list[CachedCase]]:
     """The cases of ``manifest`` (preprocessed through ``cache``) grouped by the split file ``assignment``."""
-    return group_by_split(prepare_cases(manifest, cache, config.preprocessing, progress=False),
+    return group_by_split(prepare_cases(manifest, cache, config.preprocessing, progress=False, lung_region=config.lung_region()),
                           json.loads(Path(assignment).read_text()), Path(assignment))
 
 
@@ -176,7 +176,7 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
         {"name": best["names"][0], "profile": config.segmentation.profile, "patch_zyx": list(patch_size(config.segmentation))},
         best["classifier"],
         {"name": best["names"][1], "profile": config.classification.profile, "input_zyx": list(input_size(config.classification))},
-        config.preprocessing, best["threshold"], metrics, provenance,
+        config.preprocessing, best["threshold"], metrics, provenance, lungs=config.lung_model,
     )
     summary = {
         "winner": {"segmentation": best["names"][0], "classification": best["names"][1], "threshold": best["threshold"]},

@@ -133,7 +133,7 @@ class EdgeAgent:
 
     def poll_once(self) -> None:
         self._last_loop = time.monotonic()
-        if self.state.serving is not None and not serves(self.triton.client, self.state.serving):
+        if self.state.serving is not None and not serves(self.triton.client, self.config.repository, self.state.serving):
             self.recover()
         try:
             channel = self._channel()
@@ -169,7 +169,7 @@ class EdgeAgent:
                 self._last_loop = time.monotonic()
 
     def _update(self, channel: ReleaseChannel, version: int) -> None:
-        if version == self.state.previous and serves(self.triton.client, version):
+        if version == self.state.previous and serves(self.triton.client, self.config.repository, version):
             log.info("the channel names release %s again, still loaded: switching back to it", version)
             self._switch(version)
             return
@@ -210,7 +210,7 @@ class EdgeAgent:
         """``version`` loaded beside the release in service; on a refusal the node is put back as it was."""
         try:
             self._serve([v for v in (self.state.serving, version) if v is not None])
-            refused = None if serves(self.triton.client, version) else f"Triton did not make it ready: {self._load_reason(version)}"
+            refused = None if serves(self.triton.client, self.config.repository, version) else f"Triton did not make it ready: {self._load_reason(version)}"
         except Exception as error:
             if not _live(self.triton.client):
                 raise  # Triton itself is down: not this release's fault
@@ -281,7 +281,7 @@ class EdgeAgent:
         with self._mutex:
             if self.state.previous is None:
                 raise EdgeError(f"{self.state_dir}: no previous release to roll back to")
-            if not serves(self.triton.client, self.state.previous):
+            if not serves(self.triton.client, self.config.repository, self.state.previous):
                 self._serve(self.state.loaded())
             left = self.state.serving
             self.state.serving, self.state.previous, self.state.held_back = self.state.previous, left, left
@@ -302,7 +302,7 @@ class EdgeAgent:
         return self._mutex.locked() or time.monotonic() - self._last_loop < 3 * self.config.max_backoff_s + 60
 
     def ready(self) -> bool:
-        return self.state.serving is not None and serves(self.triton.client, self.state.serving)
+        return self.state.serving is not None and serves(self.triton.client, self.config.repository, self.state.serving)
 
     # --- helpers ----------------------------------------------------------------------------------
 

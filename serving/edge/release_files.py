@@ -14,9 +14,8 @@ from pathlib import Path
 from ctscreen.digests import file_sha256
 from ctscreen.inference.signature import SignatureError, verify_bundle
 from serving.release.channel import VerificationError
-from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION
-
-NETWORK_FILES = {SEGMENTATION: "segmentation.onnx", CLASSIFICATION: "classification.onnx"}
+from serving.triton.config import SCREENING
+from serving.triton.repository import NETWORK_FILES
 
 
 def check_files(folder: Path, record: dict) -> None:
@@ -39,7 +38,9 @@ def verify_release(folder: Path, record: dict, public_key: Path) -> None:
         raise VerificationError(f"release {version}", f"the bundle's model signature does not verify: {error}") from None
     for model, file in NETWORK_FILES.items():
         served = folder / model / str(version) / "model.onnx"
-        if not served.is_file() or file_sha256(served) != file_sha256(bundle / file):
+        if not (bundle / file).is_file() and not served.exists():
+            continue  # a bundle without a lung-region network: the release serves none
+        if not served.is_file() or not (bundle / file).is_file() or file_sha256(served) != file_sha256(bundle / file):
             raise VerificationError(f"release {version}", f"{model}'s model.onnx is not the signed bundle's {file}")
 
 
@@ -47,7 +48,7 @@ def install_release(folder: Path, record: dict, repository: Path) -> None:
     """Each model's version folder into ``repository`` (a partial copy renamed into place); a version
     already installed whole is kept, a partial or altered one replaced."""
     version = str(record["version"])
-    for model in MODELS:
+    for model in sorted({relpath.split("/", 1)[0] for relpath in record["files"]}):
         target = repository / model / version
         if target.is_dir() and _matches(target, folder / model / version, record, model):
             continue

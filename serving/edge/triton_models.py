@@ -20,25 +20,38 @@ def configuration(repository: Path, model: str, versions: list[int], python_env:
     return config
 
 
+def release_models(repository: Path, version: int) -> list[str]:
+    """The models release ``version`` installed in ``repository`` (the lung-region network only where its bundle has one)."""
+    return [model for model in MODELS if (repository / model / str(version)).is_dir()]
+
+
 def serve_versions(client, repository: Path, versions: list[int], python_env: str) -> None:
-    """Make Triton serve exactly ``versions`` of every model (none: unload them all). The repository's
-    ``config.pbtxt`` files are kept the same, so a restarted server loaded by hand serves the same."""
+    """Make Triton serve exactly ``versions`` of every model (none: unload them all); a model none of
+    them has is unloaded. The repository's ``config.pbtxt`` files are kept the same, so a restarted
+    server loaded by hand serves the same."""
     if not versions:
-        for model in reversed(MODELS):
-            client.unload_model(model)
+        for model in reversed(MODELS):  # the entry point first: it calls the networks
+            if (repository / model).is_dir():
+                client.unload_model(model)
         return
     for model in MODELS:
-        config = configuration(repository, model, versions, python_env)
+        kept = [v for v in versions if model in release_models(repository, v)]
+        if not kept:
+            if (repository / model).is_dir():
+                client.unload_model(model)
+            continue
+        config = configuration(repository, model, kept, python_env)
         partial = repository / model / ".config.pbtxt.partial"
         partial.write_text(to_pbtxt(config))
         partial.replace(repository / model / "config.pbtxt")
         client.load_model(model, config=json.dumps(config))
 
 
-def serves(client, version: int) -> bool:
+def serves(client, repository: Path, version: int) -> bool:
     """Whether every model of release ``version`` is loaded and ready."""
+    models = release_models(repository, version)
     try:
-        return all(client.is_model_ready(model, str(version)) for model in MODELS)
+        return bool(models) and all(client.is_model_ready(model, str(version)) for model in models)
     except Exception:  # the transport's and tritonclient's errors alike: not serving either way
         return False
 

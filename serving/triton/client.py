@@ -1,6 +1,8 @@
 """The pair through a Triton server: one request per preprocessed case to the release's entry model,
-over HTTP or gRPC (``tritonclient``). Where no server answers, the same repository version runs in
-this process under ONNX Runtime instead — said in the log and in a metric, never silently."""
+over HTTP or gRPC (``tritonclient``), and, where the release has a lung-region network, the study's
+lung windows to that model first (preprocessing needs the lungs before it crops). Where no server
+answers, the same repository version runs in this process under ONNX Runtime instead — said in the
+log and in a metric, never silently."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from ctscreen.inference.predictor import PairOutput
-from serving.triton.config import SCREENING
+from serving.triton.config import LUNG_REGION, SCREENING
 
 PROTOCOLS = ("http", "grpc")
 log = logging.getLogger(__name__)
@@ -21,9 +23,11 @@ FALLBACKS = Counter("ctscreen_serving_fallback", "Screenings served in-process b
 
 
 class TritonPair:
-    """``PairPredictor`` over Triton. ``version``: the release version to ask (None: the newest loaded)."""
+    """``PairPredictor`` over Triton. ``version``: the release version to ask (None: the newest loaded);
+    ``bundle``: the release's bundle, whose lung-region network (if any) then runs on the server too."""
 
-    def __init__(self, url: str, protocol: str = "http", version: int | None = None, model: str = SCREENING, timeout_s: float = 600.0):
+    def __init__(self, url: str, protocol: str = "http", version: int | None = None, model: str = SCREENING, timeout_s: float = 600.0,
+                 bundle=None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         if protocol == "grpc":
@@ -35,6 +39,23 @@ class TritonPair:
         self.triton, self.protocol, self.model, self.url = triton, protocol, model, url
         self.version = version
         self.served_by = {"backend": "triton", "protocol": protocol, "url": url, "model": model, "version": version}
+        self.lung_region = None
+        if bundle is not None and bundle.lungs is not None:
+            from ctscreen.inference.lung_region import LungRegionNetwork, read_lung_spec
+
+            self.lung_region = LungRegionNetwork(self.network(LUNG_REGION, version), read_lung_spec(bundle.lungs), bundle.preprocessing.lung_model)
+
+    def network(self, model: str, version: int | None = None):
+        """One of the release's networks as a predictor over CPU tensors (a batch of windows per request)."""
+        import torch
+
+        def predict(x):
+            inputs = [self.triton.InferInput("input", list(x.shape), "FP32")]
+            inputs[0].set_data_from_numpy(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+            result = self.client.infer(model, inputs, model_version="" if version is None else str(version),
+                                       outputs=[self.triton.InferRequestedOutput("output")])
+            return torch.from_numpy(result.as_numpy("output").copy())
+        return predict
 
     def __call__(self, image: np.ndarray, lung_mask: np.ndarray, version: int | None = None) -> PairOutput:
         inputs = [self.triton.InferInput("image", list(image.shape), "FP32"), self.triton.InferInput("lung_mask", list(lung_mask.shape), "UINT8")]
@@ -48,8 +69,9 @@ class TritonPair:
                           {"triton": round(time.perf_counter() - start, 3)})
 
     def ready(self, version: int | None = None) -> bool:
+        models = [self.model] + ([LUNG_REGION] if self.lung_region is not None else [])
         try:
-            return bool(self.client.is_model_ready(self.model, "" if version is None else str(version)))
+            return all(self.client.is_model_ready(model, "" if version is None else str(version)) for model in models)
         except Exception:  # tritonclient raises its own and the transport's errors alike: not ready either way
             return False
 
@@ -67,8 +89,10 @@ def repository_pair(repository: str | Path, version: int):
 
 def serving_pair(url: str | None, repository: str | Path, version: int, protocol: str = "http"):
     """Triton at ``url`` when it serves ``version``, else the same version in-process (logged, counted)."""
+    from serving.triton.repository import release_bundle
+
     if url:
-        pair = TritonPair(url, protocol, version)
+        pair = TritonPair(url, protocol, version, bundle=release_bundle(repository, version))
         if pair.ready(version):
             return pair
         reason = f"Triton at {url} does not serve {SCREENING} version {version}"

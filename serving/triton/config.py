@@ -1,9 +1,11 @@
 """The Triton model configurations of a ctscreen release, as data.
 
-Three models per release, all carrying the release's number as their Triton version:
+Three or four models per release, all carrying the release's number as their Triton version:
 
-- ``ctscreen-segmentation`` and ``ctscreen-classification``: the bundle's two ONNX graphs, one window
-  or one classifier input per request, batched dynamically across concurrent screenings;
+- ``ctscreen-lung-region`` (where the bundle has a lung-region network), ``ctscreen-segmentation`` and
+  ``ctscreen-classification``: the bundle's ONNX graphs, one window or one classifier input per
+  request, batched dynamically across concurrent screenings. The lung region is found before the
+  case is cropped, so the client's preprocessing asks the lung-region model window by window;
 - ``ctscreen-screening``: the entry point, a Python-backend BLS model. One request carries one
   preprocessed case (image, lung mask); it runs the sliding window over the segmentation model, builds
   the classifier's input from the map and asks the classification model, and returns the lesion
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import json
 
-SEGMENTATION, CLASSIFICATION, SCREENING = "ctscreen-segmentation", "ctscreen-classification", "ctscreen-screening"
-MODELS = (SEGMENTATION, CLASSIFICATION, SCREENING)
+LUNG_REGION, SEGMENTATION, CLASSIFICATION, SCREENING = ("ctscreen-lung-region", "ctscreen-segmentation", "ctscreen-classification",
+                                                       "ctscreen-screening")
+MODELS = (LUNG_REGION, SEGMENTATION, CLASSIFICATION, SCREENING)  # networks first, the entry point (which calls them) last
 TARGETS = ("cpu", "gpu")
 MAX_BATCH = 4
 QUEUE_DELAY_US = 2000  # how long a window waits for company from other screenings
@@ -32,7 +35,7 @@ def _tensor(name: str, data_type: str, dims: list[int]) -> dict:
 
 
 def network_config(name: str, channels: int, outputs: int, target: str, python_env: str | None, versions: list[int]) -> dict:
-    """One of the two networks: (B, C, D, H, W) in, its logits out, batched dynamically.
+    """One of the networks: (B, C, D, H, W) in, its logits out, batched dynamically.
 
     ``cpu``: the ONNX graph under ONNX Runtime inside the Python backend (the only backend of the
     ``tritonserver`` that runs here); ``gpu``: Triton's native ``onnxruntime`` backend on a GPU.
@@ -65,10 +68,12 @@ def screening_config(target: str, python_env: str | None, versions: list[int]) -
     }
 
 
-def release_configs(target: str, python_env: str | None, versions: list[int]) -> dict[str, dict]:
+def release_configs(target: str, python_env: str | None, versions: list[int], lung_region: bool = False) -> dict[str, dict]:
+    """The release's models (``lung_region``: whether it serves a lung-region network) in ``MODELS`` order."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     return {
+        **({LUNG_REGION: network_config(LUNG_REGION, 1, 2, target, python_env, versions)} if lung_region else {}),
         SEGMENTATION: network_config(SEGMENTATION, 1, 2, target, python_env, versions),
         CLASSIFICATION: network_config(CLASSIFICATION, 2, 1, target, python_env, versions),
         SCREENING: screening_config(target, python_env, versions),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ctscreen.home import home
 from ctscreen.storage_url import is_s3_url, parse_s3_url
-from serving.triton.config import MODELS, SCREENING
+from serving.triton.config import SCREENING
 
 FACTS = "facts.json"
 
@@ -41,10 +41,11 @@ class LocalRepository:
         return release_facts(self.local, version)
 
     def put_version(self, staging: Path, version: int, configs: dict[str, str]) -> None:
-        for model in MODELS:
+        """The release's models (``configs``' keys) moved into place, then their configurations."""
+        for model in configs:
             (self.local / model).mkdir(parents=True, exist_ok=True)
             (staging / model / str(version)).rename(self.local / model / str(version))
-        for model in MODELS:
+        for model in configs:
             partial = self.local / model / "config.pbtxt.partial"
             partial.write_text(configs[model])
             partial.replace(self.local / model / "config.pbtxt")
@@ -74,11 +75,11 @@ class S3Repository:
         return json.loads(self.client.get_object(Bucket=self.bucket, Key=self._key(f"{SCREENING}/{version}/{FACTS}"))["Body"].read())
 
     def put_version(self, staging: Path, version: int, configs: dict[str, str]) -> None:
-        for model in MODELS:
+        for model in configs:
             folder = staging / model / str(version)
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 self.client.upload_file(str(path), self.bucket, self._key(path.relative_to(staging).as_posix()))
-        for model in MODELS:
+        for model in configs:
             self.client.put_object(Bucket=self.bucket, Key=self._key(f"{model}/config.pbtxt"), Body=configs[model].encode())
         LocalRepository(self.local).put_version(staging, version, configs)  # the mirror: what a release store publishes
 

@@ -1,7 +1,8 @@
 """A model bundle as a new numbered version of a Triton model repository.
 
-Release ``N`` writes version ``N`` of each of the three models (``serving.triton.config``)::
+Release ``N`` writes version ``N`` of each of its models (``serving.triton.config``)::
 
+    ctscreen-lung-region/N/...                   the bundle's lung-region network, where it has one
     ctscreen-segmentation/config.pbtxt           version policy: N and the version before it
     ctscreen-segmentation/N/model.onnx           the bundle's graph, byte for byte
     ctscreen-segmentation/N/model.py             cpu target: ONNX Runtime in the Python backend
@@ -34,12 +35,14 @@ from ctscreen.imaging.preprocess import preprocess
 from ctscreen.imaging.synth import case_grid, choose_sites, make_case, render_case
 from ctscreen.imaging.volume import CTVolume
 from ctscreen.inference.bundle import ModelBundle, bundle_digest, load_bundle
+from ctscreen.inference.lung_region import lung_input
 from ctscreen.inference.onnx_runtime import onnx_session
 from ctscreen.inference.screen import LocalPair
 from ctscreen.inference.signature import verify_bundle
+from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models.export import torch_output
 from serving.triton import models
-from serving.triton.config import CLASSIFICATION, MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
+from serving.triton.config import CLASSIFICATION, LUNG_REGION, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
 from serving.triton.location import FACTS, open_repository
 
 # ONNX against PyTorch on the same reference input, largest absolute difference of the logits allowed:
@@ -51,7 +54,9 @@ SMOKE_TOLERANCE = 1e-4
 # Synthetic reference cases (seed, index) shipped with every release: a COVID-19 case and a healthy one
 # of the tiny profile, so no patient data travels and a smoke test takes seconds.
 REFERENCE_CASES = ((11, 0), (11, 3))
-MODEL_CODE = {"onnx_network.py": (SEGMENTATION, CLASSIFICATION), "screening.py": (SCREENING,)}
+NETWORK_CODE, ENTRY_CODE = "onnx_network.py", "screening.py"
+# Each network's graph in the bundle: what the release serves as that model's ``model.onnx``.
+NETWORK_FILES = {LUNG_REGION: "lungs/lung_region.onnx", SEGMENTATION: "segmentation.onnx", CLASSIFICATION: "classification.onnx"}
 
 
 class BuildError(CTScreenError):
@@ -68,7 +73,7 @@ class BuiltRelease:
 
     def files(self) -> dict[str, Path]:
         """Every file of the release by its path in the repository (what a release store publishes)."""
-        return {path.relative_to(self.repository).as_posix(): path for model in MODELS
+        return {path.relative_to(self.repository).as_posix(): path for model in release_models(self.facts)
                 for path in sorted((self.repository / model / str(self.version)).rglob("*")) if path.is_file()}
 
 
@@ -91,16 +96,23 @@ def build_release(bundle: ModelBundle, repository: str | Path, public_key: str |
             return BuiltRelease(version, location.local, location.facts(version), created=False, location=location.url)
     parity = onnx_parity(bundle)
     version = (known or [0])[-1] + 1
+    configs = release_configs(target, python_env or (sys.prefix if target == "cpu" else None), [version], bundle.lungs is not None)
     facts = {**(facts or {}), "version": version, "bundle": bundle.name, "bundle_sha256": digest, "threshold": bundle.threshold,
+             "models": list(configs), "lung_region": "network" if bundle.lungs is not None else "classical",
              "target": target, "onnx_parity_max_abs": parity, "smoke_tolerance": SMOKE_TOLERANCE,
              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    configs = release_configs(target, python_env or (sys.prefix if target == "cpu" else None), [version])
     staging = location.local / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     _write_version(bundle, staging, version, configs, target, facts)
-    location.put_version(staging, version, {model: to_pbtxt(with_versions(configs[model], known[-1:] + [version])) for model in MODELS})
+    kept = {model: [v for v in known[-1:] if model in release_models(location.facts(v))] + [version] for model in configs}
+    location.put_version(staging, version, {model: to_pbtxt(with_versions(config, kept[model])) for model, config in configs.items()})
     shutil.rmtree(staging)
     return BuiltRelease(version, location.local, facts, created=True, location=location.url)
+
+
+def release_models(facts: dict) -> list[str]:
+    """The Triton models of a release, from its facts (releases before the lung-region network: three)."""
+    return facts.get("models", [SEGMENTATION, CLASSIFICATION, SCREENING])
 
 
 def onnx_parity(bundle: ModelBundle) -> float:
@@ -109,8 +121,12 @@ def onnx_parity(bundle: ModelBundle) -> float:
     segmenter, classifier = bundle.networks()
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
-    for network, file, shape in ((segmenter, "segmentation.onnx", (1, 1, *bundle.segmentation["patch_zyx"])),
-                                 (classifier, "classification.onnx", (1, 2, *bundle.classification["input_zyx"]))):
+    networks = [(segmenter, NETWORK_FILES[SEGMENTATION], (1, 1, *bundle.segmentation["patch_zyx"])),
+                (classifier, NETWORK_FILES[CLASSIFICATION], (1, 2, *bundle.classification["input_zyx"]))]
+    lungs = bundle.lung_region("torch")
+    if lungs is not None:
+        networks.append((lungs.predictor, NETWORK_FILES[LUNG_REGION], (1, 1, *lungs.spec.window_zyx)))
+    for network, file, shape in networks:
         example = torch.rand(shape, generator=generator)
         expected = torch_output(network, example)
         actual = onnx_session(bundle.root / file).run(["output"], {"input": example.numpy()})[0]
@@ -124,15 +140,20 @@ def onnx_parity(bundle: ModelBundle) -> float:
 
 def reference_cases(bundle: ModelBundle) -> dict[str, np.ndarray]:
     """The synthetic reference cases preprocessed with the bundle's parameters, and the pair's outputs
-    on them as ``ctscreen screen --backend onnx`` computes them."""
+    on them as ``ctscreen screen --backend onnx`` computes them (and the lung-region network's, where
+    the bundle has one, on the case's lung-grid input)."""
     pair = LocalPair(bundle, "onnx")
     arrays: dict[str, np.ndarray] = {}
     for number, (seed, index) in enumerate(REFERENCE_CASES):
         spec = make_case(seed, index, choose_sites(seed, 1))
         grid = case_grid(spec, "tiny")
         rendered = render_case(spec, grid)
-        case = preprocess(CTVolume(rendered.hu, grid.spacing_zyx, grid.origin_xyz), bundle.preprocessing)
+        case = preprocess(CTVolume(rendered.hu, grid.spacing_zyx, grid.origin_xyz), bundle.preprocessing, lung_region=pair.lung_region)
         output = pair(case.image, case.lung_mask)
+        if pair.lung_region is not None:  # the lung-region network's own output, for a node to check its model against
+            lung_image, _ = lung_input(case.resampled, pair.lung_region.spec)
+            arrays |= {f"{number}/lung_input": lung_image, f"{number}/lung_probability": lesion_probability(
+                pair.lung_region.predictor, lung_image, pair.lung_region.spec.window_zyx, overlap=pair.lung_region.overlap)}
         arrays |= {f"{number}/image": case.image, f"{number}/lung_mask": case.lung_mask.astype(np.uint8),
                    f"{number}/lesion_probability": output.probability_map, f"{number}/covid_probability": np.float32(output.covid_probability)}
     return arrays
@@ -140,15 +161,16 @@ def reference_cases(bundle: ModelBundle) -> dict[str, np.ndarray]:
 
 def _write_version(bundle: ModelBundle, staging: Path, version: int, configs: dict, target: str, facts: dict) -> None:
     code = Path(models.__file__).parent
-    for file, names in MODEL_CODE.items():
-        for model in names:
-            folder = staging / model / str(version)
-            folder.mkdir(parents=True)
-            if target == "cpu" or model == SCREENING:  # on a GPU the networks run in the native onnxruntime backend
-                shutil.copyfile(code / file, folder / "model.py")
-            (folder / "config.json").write_text(json.dumps(configs[model], indent=2))
-    shutil.copyfile(bundle.root / "segmentation.onnx", staging / SEGMENTATION / str(version) / "model.onnx")
-    shutil.copyfile(bundle.root / "classification.onnx", staging / CLASSIFICATION / str(version) / "model.onnx")
+    for model, config in configs.items():
+        folder = staging / model / str(version)
+        folder.mkdir(parents=True)
+        if model == SCREENING:
+            shutil.copyfile(code / ENTRY_CODE, folder / "model.py")
+        else:
+            if target == "cpu":  # on a GPU the networks run in the native onnxruntime backend
+                shutil.copyfile(code / NETWORK_CODE, folder / "model.py")
+            shutil.copyfile(bundle.root / NETWORK_FILES[model], folder / "model.onnx")
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
     entry = staging / SCREENING / str(version)
     shutil.copytree(bundle.root, entry / "bundle")
     np.savez_compressed(entry / "reference.npz", **reference_cases(bundle))

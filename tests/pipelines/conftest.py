@@ -10,7 +10,7 @@ from ctscreen.dataset.synthetic import synthetic_intake
 from ctscreen.registry.models import CHAMPION, ModelRegistry
 from pipelines.runner import run_local
 from tests.dataset.bad_cases import plant_bad_cases
-from tests.pipelines.tiny import MODELS, PROMOTE, TINY
+from tests.pipelines.tiny import LUNGS, MODELS, PROMOTE, TINY
 
 @pytest.fixture(scope="package")
 def stages(tmp_path_factory):
@@ -25,7 +25,7 @@ def stages(tmp_path_factory):
         intake = root / f"intake-{stage}"
         synthetic_intake(intake, cases=count, key=key, profile="tiny", first=first, progress=False)
         planted = plant_bad_cases(intake) if stage == 0 else {}
-        runs.append(run_local(intake, root / "home" / "dataset", uri, overrides=TINY,
+        runs.append(run_local(intake, root / "home" / "dataset", uri, overrides=TINY, lung_overrides=LUNGS,
                               gate_overrides=PROMOTE, **MODELS) | {"planted": planted})
         repo = DatasetRepository.open(root / "home" / "dataset")
         versions.append(repo.version())
@@ -33,7 +33,7 @@ def stages(tmp_path_factory):
     registry = ModelRegistry(uri)
     after_two_stages = {v.version: v for v in registry.versions()}, registry.alias(CHAMPION).version
     # the same data again: cached steps are reused
-    runs.append(run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=TINY,
+    runs.append(run_local(root / "intake-1", root / "home" / "dataset", uri, overrides=TINY, lung_overrides=LUNGS,
                           gate_overrides=PROMOTE, **MODELS))
     yield root, uri, runs, versions, splits, after_two_stages
     patch.undo()

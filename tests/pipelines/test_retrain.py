@@ -19,7 +19,7 @@ from ctscreen.manifest import read_manifest
 from ctscreen.registry.models import CHALLENGER, ModelRegistry
 from pipelines.runner import compile_pipeline, run_local
 from pipelines.stages import stage_sizes, summarise_stages
-from tests.pipelines.tiny import MODELS, TINY, run_folders
+from tests.pipelines.tiny import LUNGS, MODELS, TINY, run_folders
 
 
 def test_each_stage_versions_the_data_and_keeps_the_test_set(stages):
@@ -62,6 +62,18 @@ def test_mlflow_holds_nested_runs_with_metrics_plots_and_the_bundle(stages):
         mlflow.set_tracking_uri(previous)
     assert [i.name for i in pyfunc.metadata.get_input_schema().inputs] == ["hu", "spacing_zyx"]
     assert "covid_probability" in [o.name for o in pyfunc.metadata.get_output_schema().inputs]
+
+
+def test_the_registered_bundle_finds_the_lungs_with_the_run_s_lung_region_model(stages, tmp_path):
+    """The pipeline's first training step is the lung-region model; adopted, every later step
+    preprocesses with it, and the registered bundle carries it for the release to serve."""
+    from ctscreen.registry.models import ModelRegistry
+
+    _, uri, runs, _, _, _ = stages
+    bundle = ModelRegistry(uri).download(runs[1]["version"], tmp_path / "bundle")
+    assert bundle.preprocessing.lung_model and bundle.lung_region("onnx").digest == bundle.preprocessing.lung_model
+    lungs = bundle.provenance["lung_region"]
+    assert lungs["adopted"] and lungs["validation_dice"] >= 0.5 and lungs["model"] == "unet"
 
 
 def test_registry_show_gives_every_site_s_figures_before_a_release(stages):
@@ -122,9 +134,9 @@ def test_the_registered_figures_are_the_gate_s_figures_and_the_evaluator_s(stage
 def test_compiled_pipeline_has_every_step_and_asks_for_gpus_to_train(tmp_path):
     ir = yaml.safe_load(compile_pipeline(tmp_path / "retrain.yaml").read_text())
     executors = ir["deploymentSpec"]["executors"]
-    assert {f"exec-{s}" for s in ("ingest", "preprocess", "split", "train-segmentation", "select-segmentation", "train-classification",
+    assert {f"exec-{s}" for s in ("ingest", "train-lungs", "preprocess", "split", "train-segmentation", "select-segmentation", "train-classification",
                                   "evaluate", "gate", "register")} == set(executors)
-    for step in ("train-segmentation", "train-classification"):
+    for step in ("train-lungs", "train-segmentation", "train-classification"):
         resources = executors[f"exec-{step}"]["container"]["resources"]
         assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu" and resources["resourceMemoryRequest"]
     assert executors["exec-ingest"]["container"]["image"].startswith("ghcr.io/ctscreen/ctscreen")
@@ -181,7 +193,7 @@ def test_a_failed_step_leaves_the_dataset_and_the_registry_as_they_were(stages, 
     remote.write_text("the DVC remote is unreachable")  # ingest's push fails
     try:
         with pytest.raises(RuntimeError, match="FAILURE"):
-            run_local(tmp_path / "arrivals", root / "home" / "dataset", uri, overrides=TINY, **MODELS)
+            run_local(tmp_path / "arrivals", root / "home" / "dataset", uri, overrides=TINY, lung_overrides=LUNGS, **MODELS)
     finally:
         remote.unlink()
         remote.with_name("dvc-remote-away").rename(remote)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctscreen.digests import file_sha256
 from ctscreen.imaging.preprocess import PreprocessingParameters
 from ctscreen.inference.bundle import load_bundle, save_bundle
 from ctscreen.inference.signature import generate_signing_key, public_key_of, sign_bundle
@@ -17,12 +18,14 @@ from ctscreen.models.classification import INPUT_ZYX
 from ctscreen.models.segmentation import PATCH_ZYX
 
 
-def make_signed_bundle(root: Path, key: Path, seed: int, segmentation: str = "fcn8s", threshold: float = 0.5):
-    """Freshly initialised tiny networks as a bundle, signed as the register step signs it."""
+def make_signed_bundle(root: Path, key: Path, seed: int, segmentation: str = "fcn8s", threshold: float = 0.5, lungs: Path | None = None):
+    """Freshly initialised tiny networks as a bundle, signed as the register step signs it; with
+    ``lungs`` (a trained lung-region model) it finds the lungs with that network."""
     torch.manual_seed(seed)
+    preprocessing = PreprocessingParameters(lung_model=file_sha256(lungs / "lung_region.pt") if lungs else None)
     save_bundle(root, build_model(segmentation, "tiny"), {"name": segmentation, "profile": "tiny", "patch_zyx": list(PATCH_ZYX["tiny"])},
                 build_model("resnet50", "tiny"), {"name": "resnet50", "profile": "tiny", "input_zyx": list(INPUT_ZYX["tiny"])},
-                PreprocessingParameters(), threshold=threshold, metrics={"test": {"auc": 0.5}})
+                preprocessing, threshold=threshold, metrics={"test": {"auc": 0.5}}, lungs=lungs)
     sign_bundle(root, key)
     return load_bundle(root)
 
@@ -38,10 +41,12 @@ def public_key(signing_key) -> Path:
 
 
 @pytest.fixture(scope="session")
-def signed_bundles(tmp_path_factory, signing_key):
-    """Two different signed bundles (two releases)."""
+def signed_bundles(tmp_path_factory, signing_key, tiny_lung_model):
+    """Two different signed bundles (two releases): the first finds the lungs by the classical
+    extraction, the second with a trained lung-region network."""
     root = tmp_path_factory.mktemp("signed")
-    return [make_signed_bundle(root / f"bundle-{i}", signing_key, seed=i) for i in (1, 2)]
+    return [make_signed_bundle(root / "bundle-1", signing_key, seed=1),
+            make_signed_bundle(root / "bundle-2", signing_key, seed=2, lungs=tiny_lung_model)]
 
 
 @pytest.fixture

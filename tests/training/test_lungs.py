@@ -22,11 +22,9 @@ from ctscreen.imaging.scanner_augment import ScannerAugmentationParameters, scan
 from ctscreen.inference.lung_region import LungModelSpec, load_lung_model, lung_input, lung_region
 from ctscreen.manifest import read_manifest, write_manifest
 from ctscreen.training.lungs import LungTrainingConfig, lung_cache_path, load_lung_config, prepare_lung_case, train_lung_region
+from tests.tiny_lungs import TINY_LUNGS
 
-# A coarse grid and a tiny network: a tiny synthetic case (64 x 64, about 6.5 x 6.5 x 11 mm) is
-# 34 x 52 x 52 voxels here, and one patch sees almost all of it.
-TINY = ["profile=tiny", "spacing_zyx=[10, 8, 8]", "patch_zyx=[32, 48, 48]", "samples_per_case=4",
-        "optimiser.lr=0.01", "optimiser.epochs=15", "optimiser.data_workers=0", "validate_every=5"]
+
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +40,7 @@ def covid_cases(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(covid_cases, tmp_path_factory):
     out = tmp_path_factory.mktemp("lung-run")
-    result = train_lung_region(covid_cases, out, load_lung_config(None, TINY), validation_fraction=0.25, progress=False)
+    result = train_lung_region(covid_cases, out, load_lung_config(None, TINY_LUNGS), validation_fraction=0.25, progress=False)
     return out / "lungs", result
 
 
@@ -115,11 +113,11 @@ def test_train_lungs_cli_writes_the_model_params_yaml_describes(covid_cases, tmp
     import sys
 
     done = subprocess.run([sys.executable, "-m", "ctscreen.cli", "train", "lungs", "--manifest", str(covid_cases), "--out", str(tmp_path),
-                           "--config", "params.yaml", *(a for o in [*TINY, "optimiser.epochs=1"] for a in ("--set", o)), "--json"],
+                           "--config", "params.yaml", *(a for o in [*TINY_LUNGS, "optimiser.epochs=1"] for a in ("--set", o)), "--json"],
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
-    assert summary["spec"]["name"] == "unet" and len(summary["history"]) == 1  # the model from params.yaml, TINY's grid
+    assert summary["spec"]["name"] == "unet" and len(summary["history"]) == 1  # the model from params.yaml, TINY_LUNGS's grid
     assert load_lung_model(tmp_path / "lungs")[1] == LungModelSpec.from_dict(summary["spec"])
 
 

@@ -57,8 +57,31 @@ def test_preprocessing_cache_is_reused(trained_pairs):
     stamps = [p.stat().st_mtime_ns for p in entries]
     from ctscreen.training.cases import prepare_cases
 
-    again = prepare_cases(trained_pairs["manifest"], cache, progress=False)
+    config = trained_pairs["config"]
+    again = prepare_cases(trained_pairs["manifest"], cache, config.preprocessing, progress=False, lung_region=config.lung_region())
     assert len(again) == 18 and [p.stat().st_mtime_ns for p in sorted(cache.glob("*.npz"))] == stamps
+
+
+def test_the_cases_are_preprocessed_with_the_lung_model_the_bundle_carries(trained_pairs, tmp_path):
+    """The pair learned on the lung-region model's lungs; its bundle carries that model and finds
+    the lungs with it, and the cache keys the lungs by the model, so the classical extraction's
+    preprocessing is another cache entry, never this one."""
+    from ctscreen.digests import file_sha256
+    from ctscreen.inference.bundle import load_bundle
+    from ctscreen.training.cases import prepare_cases
+
+    config = trained_pairs["config"]
+    bundle = load_bundle(trained_pairs["summary"]["bundle"])
+    assert bundle.preprocessing.lung_model == file_sha256(Path(config.lung_model) / "lung_region.pt") == config.preprocessing.lung_model
+    assert (bundle.lungs / "lung_region.onnx").is_file() and bundle.lung_region().digest == bundle.preprocessing.lung_model
+    cached = prepare_cases(trained_pairs["manifest"], trained_pairs["root"] / "run" / "cache", config.preprocessing, progress=False,
+                           lung_region=config.lung_region())
+    case = cached[0].load()
+    classical = prepare_cases(trained_pairs["manifest"], tmp_path / "cache", progress=False, case_ids={cached[0].case_id})[0]
+    assert classical.path != cached[0].path
+    with pytest.raises(ValueError, match="lung-region model"):
+        prepare_cases(trained_pairs["manifest"], tmp_path / "other", config.preprocessing, progress=False)
+    assert case.lung_mask.any() and case.lung_mask.shape == case.image.shape
 
 
 def test_evaluate_cli_reproduces_the_test_figures(trained_pairs, tmp_path):

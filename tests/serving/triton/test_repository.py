@@ -10,7 +10,7 @@ import pytest
 
 from ctscreen.inference.bundle import load_bundle
 from ctscreen.inference.signature import SignatureError, generate_signing_key, sign_bundle
-from serving.triton.config import MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt
+from serving.triton.config import LUNG_REGION, MODELS, SCREENING, SEGMENTATION, release_configs, to_pbtxt
 from serving.triton.location import release_facts, versions
 from serving.triton.repository import BuildError, build_release
 
@@ -22,16 +22,24 @@ def test_releases_become_numbered_versions_and_the_policy_keeps_the_previous_one
     assert (first.version, second.version) == (1, 2) and first.created and second.created
     assert versions(repository) == [1, 2]
     for model in MODELS:
-        assert (repository / model / "1").is_dir() and (repository / model / "2").is_dir()  # earlier versions stay
+        served = [2] if model == LUNG_REGION else [1, 2]  # the first bundle finds the lungs by the classical extraction
+        assert all((repository / model / str(v)).is_dir() for v in served)  # earlier versions stay
         config = (repository / model / "config.pbtxt").read_text()
-        assert "versions: [ 1, 2 ]" in config and f'name: "{model}"' in config
+        assert f"versions: [ {', '.join(map(str, served))} ]" in config and f'name: "{model}"' in config
+    assert not (repository / LUNG_REGION / "1").exists()
     assert (repository / SEGMENTATION / "2" / "model.onnx").read_bytes() == (signed_bundles[1].root / "segmentation.onnx").read_bytes()
+    assert (repository / LUNG_REGION / "2" / "model.onnx").read_bytes() == (signed_bundles[1].root / "lungs" / "lung_region.onnx").read_bytes()
     facts = release_facts(repository, 1)
     assert facts["mlflow_version"] == "3" and facts["threshold"] == 0.5 and facts["onnx_parity_max_abs"] <= 1e-3
+    assert (facts["lung_region"], release_facts(repository, 2)["lung_region"]) == ("classical", "network")
+    assert release_facts(repository, 2)["models"] == list(MODELS) and LUNG_REGION not in facts["models"]
     assert not list(repository.glob(".staging-*"))
     reference = np.load(repository / SCREENING / "1" / "reference.npz")
     assert {"0/image", "0/lung_mask", "0/lesion_probability", "0/covid_probability", "1/image"} <= set(reference.files)
     assert set(first.files()) >= {f"{SCREENING}/1/bundle/model.sig", f"{SEGMENTATION}/1/model.onnx", f"{SCREENING}/1/facts.json"}
+    assert f"{LUNG_REGION}/2/model.onnx" in second.files() and f"{SCREENING}/2/bundle/lungs/lung_region.pt" in second.files()
+    with_lungs = np.load(repository / SCREENING / "2" / "reference.npz")
+    assert {"0/lung_input", "0/lung_probability"} <= set(with_lungs.files) and "0/lung_input" not in reference.files
 
 
 def test_the_same_bundle_is_not_released_twice(signed_bundles, public_key, tmp_path):
@@ -68,9 +76,21 @@ def test_an_onnx_graph_that_is_not_the_networks_is_refused(signed_bundles, signi
         build_release(load_bundle(bundle.root), tmp_path / "repository", public_key)
 
 
+def test_a_lung_region_graph_that_is_not_its_network_is_refused(signed_bundles, signing_key, public_key, fresh_copy, tmp_path):
+    """The third network is checked as the other two are."""
+    bundle = fresh_copy(signed_bundles[1])
+    shutil.copyfile(bundle.root / "segmentation.onnx", bundle.root / "lungs" / "lung_region.onnx")
+    sign_bundle(bundle.root, signing_key)
+    with pytest.raises(BuildError, match="lung_region.onnx: the ONNX graph differs"):
+        build_release(load_bundle(bundle.root), tmp_path / "repository", public_key)
+    assert versions(tmp_path / "repository") == []
+
+
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
 def test_configurations_per_target(target):
-    configs = release_configs(target, "/opt/venv", [4, 5])
+    configs = release_configs(target, "/opt/venv", [4, 5], lung_region=True)
+    assert list(configs) == list(MODELS) and list(release_configs(target, None, [1])) == [m for m in MODELS if m != LUNG_REGION]
+    assert configs[LUNG_REGION]["input"][0]["dims"] == [1, -1, -1, -1] and configs[LUNG_REGION]["output"][0]["dims"] == [2, -1, -1, -1]
     network = configs[SEGMENTATION]
     assert network["backend"] == ("python" if target == "cpu" else "onnxruntime")
     assert network["instance_group"][0]["kind"] == ("KIND_CPU" if target == "cpu" else "KIND_GPU")

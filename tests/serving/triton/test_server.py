@@ -1,5 +1,6 @@
-"""A real tritonserver on loopback serving a release: the same numbers as in-process ONNX Runtime,
-over HTTP and gRPC, and a fallback that says so when no server answers."""
+"""A real tritonserver on loopback serving a release with its three networks (lung region, lesion
+segmentation, classification): the same numbers as in-process ONNX Runtime, over HTTP and gRPC, and
+a fallback that says so when no server answers."""
 
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ import tritonclient.http
 from ctscreen.inference.screen import LocalPair, screen_study
 from serving.triton import server
 from serving.triton.client import FALLBACKS, TritonPair, serving_pair
-from serving.triton.config import MODELS, SCREENING
+from ctscreen.inference.sliding_window import lesion_probability
+from serving.triton.config import LUNG_REGION, MODELS, SCREENING
 from serving.triton.repository import build_release
 
 
 @pytest.fixture(scope="module")
 def served(signed_bundles, public_key, tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
-    built = build_release(signed_bundles[0], root / "repository", public_key)
+    built = build_release(signed_bundles[1], root / "repository", public_key)
+    assert built.facts["models"] == list(MODELS)
     running = server.start(built.repository, root / "state")
     client = tritonclient.http.InferenceServerClient(running.http_url)
     for model in MODELS:
         client.load_model(model)
-    yield {"server": running, "release": built, "bundle": signed_bundles[0], "state": root / "state"}
+    yield {"server": running, "release": built, "bundle": signed_bundles[1], "state": root / "state"}
     server.stop(root / "state")
 
 
@@ -48,21 +51,27 @@ def _loopback(address: str) -> bool:
 def test_triton_reproduces_in_process_onnx_runtime_exactly(served, protocol):
     """Same graphs, same ONNX Runtime settings, same sliding window: the same float32 numbers."""
     running = served["server"]
-    pair = TritonPair(running.http_url if protocol == "http" else running.grpc_url, protocol, served["release"].version)
+    pair = TritonPair(running.http_url if protocol == "http" else running.grpc_url, protocol, served["release"].version,
+                      bundle=served["bundle"])
     reference = np.load(served["release"].repository / SCREENING / "1" / "reference.npz")
+    window = pair.lung_region.spec.window_zyx
     for case in ("0", "1"):
         output = pair(reference[f"{case}/image"], reference[f"{case}/lung_mask"])
         np.testing.assert_array_equal(output.probability_map, reference[f"{case}/lesion_probability"])
         assert output.covid_probability == float(reference[f"{case}/covid_probability"])
+        np.testing.assert_array_equal(lesion_probability(pair.network(LUNG_REGION, 1), reference[f"{case}/lung_input"], window),
+                                      reference[f"{case}/lung_probability"])
 
 
 def test_screening_a_real_study_through_triton_equals_ctscreen_screen_onnx(served, real_chest_ct, tmp_path):
     bundle = served["bundle"]
+    """The lung region too: the lung-region network asked through Triton window by window gives the
+    lung mask ONNX Runtime gives here, voxel for voxel, on real CT."""
     through_triton = screen_study(real_chest_ct, bundle, tmp_path / "triton",
-                                  predictor=TritonPair(served["server"].grpc_url, "grpc", served["release"].version))
+                                  predictor=TritonPair(served["server"].grpc_url, "grpc", served["release"].version, bundle=bundle))
     in_process = screen_study(real_chest_ct, bundle, tmp_path / "onnx", backend="onnx")
     assert through_triton["covid_probability"] == in_process["covid_probability"]
-    assert through_triton["model"]["backend"] == "triton"
+    assert through_triton["model"]["backend"] == "triton" and through_triton["lung_region"] == in_process["lung_region"] == "network"
     for mask in ("lesion_mask", "lung_mask"):
         np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(through_triton[mask])),
                                       sitk.GetArrayFromImage(sitk.ReadImage(in_process[mask])))
