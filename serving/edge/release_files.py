@@ -14,8 +14,7 @@ from pathlib import Path
 from ctscreen.digests import file_sha256
 from ctscreen.inference.signature import SignatureError, verify_bundle
 from serving.release.channel import VerificationError
-from serving.triton.config import SCREENING
-from serving.triton.repository import NETWORK_FILES
+from serving.triton.config import NETWORK_FILES, SCREENING
 
 
 def check_files(folder: Path, record: dict) -> None:

@@ -45,17 +45,19 @@ class TritonPair:
 
             self.lung_region = LungRegionNetwork(self.network(LUNG_REGION, version), read_lung_spec(bundle.lungs), bundle.preprocessing.lung_model)
 
+    def infer_network(self, model: str, batch: np.ndarray, version: int | None = None) -> np.ndarray:
+        """One of the release's networks on a batch (B, C, D, H, W): its output."""
+        inputs = [self.triton.InferInput("input", list(batch.shape), "FP32")]
+        inputs[0].set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        result = self.client.infer(model, inputs, model_version="" if version is None else str(version),
+                                   outputs=[self.triton.InferRequestedOutput("output")])
+        return result.as_numpy("output")
+
     def network(self, model: str, version: int | None = None):
         """One of the release's networks as a predictor over CPU tensors (a batch of windows per request)."""
         import torch
 
-        def predict(x):
-            inputs = [self.triton.InferInput("input", list(x.shape), "FP32")]
-            inputs[0].set_data_from_numpy(np.ascontiguousarray(x.numpy(), dtype=np.float32))
-            result = self.client.infer(model, inputs, model_version="" if version is None else str(version),
-                                       outputs=[self.triton.InferRequestedOutput("output")])
-            return torch.from_numpy(result.as_numpy("output").copy())
-        return predict
+        return lambda x: torch.from_numpy(self.infer_network(model, x.numpy(), version).copy())
 
     def __call__(self, image: np.ndarray, lung_mask: np.ndarray, version: int | None = None) -> PairOutput:
         inputs = [self.triton.InferInput("image", list(image.shape), "FP32"), self.triton.InferInput("lung_mask", list(lung_mask.shape), "UINT8")]

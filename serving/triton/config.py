@@ -25,6 +25,8 @@ import json
 LUNG_REGION, SEGMENTATION, CLASSIFICATION, SCREENING = ("ctscreen-lung-region", "ctscreen-segmentation", "ctscreen-classification",
                                                        "ctscreen-screening")
 MODELS = (LUNG_REGION, SEGMENTATION, CLASSIFICATION, SCREENING)  # networks first, the entry point (which calls them) last
+# Each network's graph in the bundle: what the release serves as that model's ``model.onnx``.
+NETWORK_FILES = {LUNG_REGION: "lungs/lung_region.onnx", SEGMENTATION: "segmentation.onnx", CLASSIFICATION: "classification.onnx"}
 TARGETS = ("cpu", "gpu")
 MAX_BATCH = 4
 QUEUE_DELAY_US = 2000  # how long a window waits for company from other screenings

@@ -39,10 +39,9 @@ from ctscreen.inference.lung_region import lung_input
 from ctscreen.inference.onnx_runtime import onnx_session
 from ctscreen.inference.screen import LocalPair
 from ctscreen.inference.signature import verify_bundle
-from ctscreen.inference.sliding_window import lesion_probability
 from ctscreen.models.export import torch_output
 from serving.triton import models
-from serving.triton.config import CLASSIFICATION, LUNG_REGION, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
+from serving.triton.config import CLASSIFICATION, LUNG_REGION, NETWORK_FILES, SCREENING, SEGMENTATION, release_configs, to_pbtxt, with_versions
 from serving.triton.location import FACTS, open_repository
 
 # ONNX against PyTorch on the same reference input, largest absolute difference of the logits allowed:
@@ -55,8 +54,6 @@ SMOKE_TOLERANCE = 1e-4
 # of the tiny profile, so no patient data travels and a smoke test takes seconds.
 REFERENCE_CASES = ((11, 0), (11, 3))
 NETWORK_CODE, ENTRY_CODE = "onnx_network.py", "screening.py"
-# Each network's graph in the bundle: what the release serves as that model's ``model.onnx``.
-NETWORK_FILES = {LUNG_REGION: "lungs/lung_region.onnx", SEGMENTATION: "segmentation.onnx", CLASSIFICATION: "classification.onnx"}
 
 
 class BuildError(CTScreenError):
@@ -150,13 +147,21 @@ def reference_cases(bundle: ModelBundle) -> dict[str, np.ndarray]:
         rendered = render_case(spec, grid)
         case = preprocess(CTVolume(rendered.hu, grid.spacing_zyx, grid.origin_xyz), bundle.preprocessing, lung_region=pair.lung_region)
         output = pair(case.image, case.lung_mask)
-        if pair.lung_region is not None:  # the lung-region network's own output, for a node to check its model against
-            lung_image, _ = lung_input(case.resampled, pair.lung_region.spec)
-            arrays |= {f"{number}/lung_input": lung_image, f"{number}/lung_probability": lesion_probability(
-                pair.lung_region.predictor, lung_image, pair.lung_region.spec.window_zyx, overlap=pair.lung_region.overlap)}
+        if pair.lung_region is not None:  # the lung-region network's logits on the case's first window, for a node to check
+            window = first_window(lung_input(case.resampled, pair.lung_region.spec)[0], pair.lung_region.spec.window_zyx)
+            arrays |= {f"{number}/lung_window": window,
+                       f"{number}/lung_logits": pair.lung_region.predictor(torch.from_numpy(window)).numpy()}
         arrays |= {f"{number}/image": case.image, f"{number}/lung_mask": case.lung_mask.astype(np.uint8),
                    f"{number}/lesion_probability": output.probability_map, f"{number}/covid_probability": np.float32(output.covid_probability)}
     return arrays
+
+
+def first_window(image: np.ndarray, window_zyx: tuple[int, int, int]) -> np.ndarray:
+    """(1, 1, *window): the image's first sliding window, zero-padded where the image is smaller."""
+    out = np.zeros((1, 1, *window_zyx), np.float32)
+    part = image[tuple(slice(0, w) for w in window_zyx)]
+    out[(0, 0, *(slice(0, n) for n in part.shape))] = part
+    return out
 
 
 def _write_version(bundle: ModelBundle, staging: Path, version: int, configs: dict, target: str, facts: dict) -> None:

@@ -39,7 +39,8 @@ def test_releases_become_numbered_versions_and_the_policy_keeps_the_previous_one
     assert set(first.files()) >= {f"{SCREENING}/1/bundle/model.sig", f"{SEGMENTATION}/1/model.onnx", f"{SCREENING}/1/facts.json"}
     assert f"{LUNG_REGION}/2/model.onnx" in second.files() and f"{SCREENING}/2/bundle/lungs/lung_region.pt" in second.files()
     with_lungs = np.load(repository / SCREENING / "2" / "reference.npz")
-    assert {"0/lung_input", "0/lung_probability"} <= set(with_lungs.files) and "0/lung_input" not in reference.files
+    assert {"0/lung_window", "0/lung_logits"} <= set(with_lungs.files) and "0/lung_window" not in reference.files
+    assert with_lungs["0/lung_window"].shape == (1, 1, *signed_bundles[1].lung_region().spec.window_zyx)
 
 
 def test_the_same_bundle_is_not_released_twice(signed_bundles, public_key, tmp_path):

@@ -18,7 +18,6 @@ import tritonclient.http
 from ctscreen.inference.screen import LocalPair, screen_study
 from serving.triton import server
 from serving.triton.client import FALLBACKS, TritonPair, serving_pair
-from ctscreen.inference.sliding_window import lesion_probability
 from serving.triton.config import LUNG_REGION, MODELS, SCREENING
 from serving.triton.repository import build_release
 
@@ -54,13 +53,11 @@ def test_triton_reproduces_in_process_onnx_runtime_exactly(served, protocol):
     pair = TritonPair(running.http_url if protocol == "http" else running.grpc_url, protocol, served["release"].version,
                       bundle=served["bundle"])
     reference = np.load(served["release"].repository / SCREENING / "1" / "reference.npz")
-    window = pair.lung_region.spec.window_zyx
     for case in ("0", "1"):
         output = pair(reference[f"{case}/image"], reference[f"{case}/lung_mask"])
         np.testing.assert_array_equal(output.probability_map, reference[f"{case}/lesion_probability"])
         assert output.covid_probability == float(reference[f"{case}/covid_probability"])
-        np.testing.assert_array_equal(lesion_probability(pair.network(LUNG_REGION, 1), reference[f"{case}/lung_input"], window),
-                                      reference[f"{case}/lung_probability"])
+        np.testing.assert_array_equal(pair.infer_network(LUNG_REGION, reference[f"{case}/lung_window"], 1), reference[f"{case}/lung_logits"])
 
 
 def test_screening_a_real_study_through_triton_equals_ctscreen_screen_onnx(served, real_chest_ct, tmp_path):
