@@ -83,3 +83,26 @@ def test_a_network_other_than_the_one_the_preprocessing_names_is_refused(lung_bu
     weights.unlink()
     with pytest.raises(InputError, match="missing from the bundle"):
         load_bundle(copy)
+
+
+def test_lungs_cli_finds_the_region_with_a_trained_model_or_classically(tiny_lung_model, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+
+    volume = _synthetic_volume()
+    image = tmp_path / "study.nii.gz"
+    sitk.WriteImage(volume.to_sitk(volume.hu), str(image))
+    found = {}
+    for method, extra in (("network", ["--model", str(tiny_lung_model)]), ("classical", [])):
+        result = subprocess.run([sys.executable, "-m", "ctscreen.cli", "lungs", str(image), "--out", str(tmp_path / f"{method}.nii.gz"),
+                                 *extra, "--json"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        found[method] = json.loads(result.stdout)
+    assert found["network"]["method"].startswith("lung-region model") and found["classical"]["method"] == "classical extraction"
+    expected = load_lung_region(tiny_lung_model)(volume)
+    written = sitk.GetArrayFromImage(sitk.ReadImage(found["network"]["mask"]))
+    np.testing.assert_array_equal(written, expected)
+    assert found["network"]["lung_volume_ml"] == round(float(expected.sum()) * volume.voxel_volume_ml, 1)
