@@ -21,11 +21,10 @@ import torch
 from torch import nn
 
 from ctscreen import __version__
-from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
 from ctscreen.home import home
 from ctscreen.imaging.preprocess import PreprocessingParameters
-from ctscreen.inference.lung_region import ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, LungRegionNetwork, load_lung_model, load_lung_region
+from ctscreen.inference.lung_region import ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, LungRegionNetwork, load_lung_model, load_lung_region, lung_model_digest
 from ctscreen.inference.signature import SIGNATURE
 from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
@@ -113,7 +112,7 @@ def _save_lungs(source: str | Path | None, preprocessing: PreprocessingParameter
     if source is None:
         return
     source = Path(source)
-    if file_sha256(source / WEIGHTS_FILE) != preprocessing.lung_model:
+    if lung_model_digest(source) != preprocessing.lung_model:
         raise ValueError(f"{source / WEIGHTS_FILE} is not the lung-region model {preprocessing.lung_model[:12]} the preprocessing names")
     model, spec = load_lung_model(source)
     folder.mkdir(parents=True, exist_ok=True)
@@ -158,7 +157,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         weights = bundle.lungs / WEIGHTS_FILE
         if not weights.is_file():
             raise InputError(weights, "missing from the bundle: its preprocessing finds the lungs with this network")
-        if file_sha256(weights) != bundle.preprocessing.lung_model:
+        if lung_model_digest(bundle.lungs) != bundle.preprocessing.lung_model:
             raise InputError(weights, f"is not the lung-region model {bundle.preprocessing.lung_model[:12]} the bundle's preprocessing names")
     return bundle
 

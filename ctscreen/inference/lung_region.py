@@ -9,7 +9,7 @@ measures, so a coarse grid is enough and keeps a whole study to seconds on a CPU
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from torch import nn
 from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
 from ctscreen.imaging.lungs import IN_PLANE, LungExtractionParameters
-from ctscreen.imaging.preprocess import PreprocessingParameters, apply_window
+from ctscreen.imaging.preprocess import apply_window
 from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
 from ctscreen.inference.sliding_window import Predictor, lesion_probability, onnx_predictor
@@ -140,10 +140,6 @@ class LungRegionNetwork:
     def __call__(self, volume: CTVolume) -> np.ndarray:
         return lung_region(self.predictor, volume, self.spec, self.overlap, self.params)
 
-    def preprocessing(self, params: PreprocessingParameters) -> PreprocessingParameters:
-        """``params`` finding the lungs with this network."""
-        return replace(params, lung_model=self.digest)
-
 
 def load_lung_region(directory: str | Path, backend: str = "torch") -> LungRegionNetwork:
     """A lung-region model directory (a ``ctscreen train lungs`` output, or a bundle's ``lungs/``) on
@@ -151,13 +147,21 @@ def load_lung_region(directory: str | Path, backend: str = "torch") -> LungRegio
     directory = Path(directory)
     if backend == "torch":
         model, spec = load_lung_model(directory)
-        return LungRegionNetwork(model, spec, file_sha256(directory / WEIGHTS_FILE))
+        return LungRegionNetwork(model, spec, lung_model_digest(directory))
     if backend == "onnx":
         spec = read_lung_spec(directory)
         if not (directory / ONNX_FILE).is_file():
             raise InputError(directory / ONNX_FILE, "missing: the lung-region model has no ONNX graph")
-        return LungRegionNetwork(onnx_predictor(directory / ONNX_FILE), spec, file_sha256(directory / WEIGHTS_FILE))
+        return LungRegionNetwork(onnx_predictor(directory / ONNX_FILE), spec, lung_model_digest(directory))
     raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def lung_model_digest(directory: str | Path) -> str:
+    """SHA-256 of the weights of the lung-region model in ``directory``: what ``PreprocessingParameters.lung_model`` names."""
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise InputError(weights, "missing: not a trained lung-region model")
+    return file_sha256(weights)
 
 
 def read_lung_spec(directory: str | Path) -> LungModelSpec:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
 from ctscreen.imaging.preprocess import TARGET_SPACING_ZYX, PreprocessingParameters
-from ctscreen.inference.lung_region import WEIGHTS_FILE, LungRegionNetwork, load_lung_region
+from ctscreen.inference.lung_region import LungRegionNetwork, load_lung_region, lung_model_digest
 
 
 @dataclass
@@ -66,9 +65,7 @@ class TrainingConfig:
     @property
     def preprocessing(self) -> PreprocessingParameters:
         """The one place the training configuration decides the preprocessing every step uses."""
-        if self.lung_model is not None and not (Path(self.lung_model) / WEIGHTS_FILE).is_file():
-            raise InputError(Path(self.lung_model) / WEIGHTS_FILE, "missing: lung_model must name a trained lung-region model folder")
-        digest = None if self.lung_model is None else file_sha256(Path(self.lung_model) / WEIGHTS_FILE)
+        digest = None if self.lung_model is None else lung_model_digest(self.lung_model)
         return PreprocessingParameters(spacing_zyx=tuple(float(s) for s in self.spacing_zyx), window=self.window, lung_model=digest)
 
     def lung_region(self) -> LungRegionNetwork | None:
