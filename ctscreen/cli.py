@@ -177,9 +177,18 @@ def cmd_screen(args) -> int:
 def cmd_dataset_init(args) -> int:
     from ctscreen.dataset.repository import DatasetRepository
 
-    repo = DatasetRepository.create(args.dataset, args.remote)
-    _print_result({"dataset": str(repo.root), "remote": str(args.remote), **repo.version()}, args.json)
+    repo = DatasetRepository.create(args.dataset, args.remote, args.split)
+    _print_result({"dataset": str(repo.root), "remote": str(args.remote), "split_fractions": list(repo.split_fractions()), **repo.version()}, args.json)
     return 0
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    from ctscreen.training.split import check_fractions
+
+    try:
+        return check_fractions(tuple(float(part) for part in text.split(",")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_dataset_ingest(args) -> int:
@@ -256,7 +265,7 @@ def cmd_registry_rollback(args) -> int:
 def _pipeline_arguments(args) -> dict:
     return {"intake": str(args.intake), "dataset": str(args.dataset), "tracking_uri": args.mlflow_uri,
             "params": str(args.config) if args.config else None, "overrides": args.set, "gate_overrides": args.gate,
-            "segmentation_models": args.segmentation_models, "classification_models": args.classification_models,
+            "lung_overrides": args.lungs_set, "segmentation_models": args.segmentation_models, "classification_models": args.classification_models,
             "signing_key": args.signing_key}
 
 
@@ -300,7 +309,8 @@ def cmd_stages_simulate(args) -> int:
     from pipelines.stages import simulate
 
     summary = simulate(args.out, args.stages, args.first, args.growth, args.dataset, args.mlflow_uri, args.sites, args.seed, args.profile,
-                       args.set, args.gate, args.config, args.segmentation_models, args.classification_models)
+                       args.set, args.gate, args.config, args.segmentation_models, args.classification_models,
+                       lung_overrides=args.lungs_set, split_fractions=args.split)
     _print_result(summary, args.json)
     return 0
 
@@ -701,6 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     init = dataset_verbs.add_parser("init", help="create an empty dataset repository with a DVC remote")
     init.set_defaults(func=cmd_dataset_init)
     init.add_argument("--remote", type=Path, default=dvc_remote(), help=f"DVC remote folder (default: {dvc_remote()})")
+    init.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
+                      help="fractions of the first cases per set; that test set stays frozen (default: 0.6,0.2,0.2)")
     dataset_option(init)
     ingest = dataset_verbs.add_parser("ingest", help="check an intake's cases and add the accepted ones (rejections with reasons)")
     ingest.set_defaults(func=cmd_dataset_ingest)
@@ -742,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", type=Path, default=Path("params.yaml") if Path("params.yaml").exists() else None)
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training setting")
         sub.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="override a gate setting, e.g. auto_promote=true")
+        sub.add_argument("--lungs-set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a lung-region model setting, e.g. optimiser.epochs=8")
         sub.add_argument("--segmentation-models", nargs="+", help="segmentation candidates (default: all four)")
         sub.add_argument("--classification-models", nargs="+", help="classification candidates (default: all four)")
         sub.add_argument("--signing-key", type=Path, default=bundle_signing_key(),
@@ -780,6 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--sites", type=int, default=3)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--profile", default="small", help="synthetic grid: tiny, small or full")
+    simulate.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
+                          help="fractions of the first batch per set in a new dataset; its test set is every stage's (default: 0.6,0.2,0.2)")
     pipeline_options(simulate, intake=False)
 
     triton = add("triton", None, "A Triton Inference Server on this machine (loopback, explicit model control).")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,45 +70,62 @@ def run_demo(out: Path, cases: int = 60, sites: int = 3, seed: int = 0, train: b
     if out.exists() and any(out.iterdir()):
         raise OutputError(out, "demo output folder is not empty; remove it or pass another --out")
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = generate_dataset(out / "synthetic", cases=cases, sites=sites, seed=seed)
+    minutes: dict[str, float] = {}
+    with _timed(minutes, "synthetic data"):
+        manifest_path = generate_dataset(out / "synthetic", cases=cases, sites=sites, seed=seed)
     key_file = out / "deidentification.key"
     key_file.write_bytes(secrets.token_bytes(32))
     key_file.chmod(0o600)
 
     deidentified, reports = [], {}
-    for case in tqdm(read_manifest(manifest_path), desc="de-identify", unit="case"):
-        study = out / "deidentified" / case["case_id"]
-        reports[case["case_id"]] = deidentify_study(Path(case["image"]), study, key_file.read_bytes(), progress=False).to_dict()
-        deidentified.append({**case, "image": str(study)})  # what leaves the hospital: the de-identified study with its annotation
+    with _timed(minutes, "de-identification"):
+        for case in tqdm(read_manifest(manifest_path), desc="de-identify", unit="case"):
+            study = out / "deidentified" / case["case_id"]
+            reports[case["case_id"]] = deidentify_study(Path(case["image"]), study, key_file.read_bytes(), progress=False).to_dict()
+            deidentified.append({**case, "image": str(study)})  # what leaves the hospital: the de-identified study with its annotation
     central_manifest = out / "deidentified" / "manifest.csv"
     relative = [{**r, **{c: os.path.relpath(Path(r[c]).resolve(), central_manifest.parent.resolve()) for c in PATH_COLUMNS}} for r in deidentified]
     write_manifest(relative, central_manifest)
 
     held_out = sorted({r["site"] for r in deidentified})[-1]
-    lungs = _lung_region_model(out, central_manifest, held_out, seed) if train else None
+    with _timed(minutes, "lung-region model"):
+        lungs = _lung_region_model(out, central_manifest, held_out, seed) if train else None
     config = load_config(None, [*DEMO_TRAINING, f"seed={seed}", *([f"lung_model={lungs['model']}"] if lungs else [])])
     lung_region = config.lung_region()
     rows, shown = [], {}
-    for case in tqdm(deidentified, desc="preprocess", unit="case"):
-        volume = load_volume(case["image"])
-        truth_lungs = load_volume(case["lung_mask"]).hu > 0
-        truth_lesions = load_volume(case["lesion_mask"]).hu > 0
-        prepared = preprocess(volume, config.preprocessing, lesion_mask=truth_lesions, lung_region=lung_region)
-        store(prepared, cache_path(case, out / "models" / "cache", prepared.parameters))
-        rows.append(_case_row(case, reports[case["case_id"]], volume, prepared, truth_lungs, truth_lesions))
-        shown.setdefault(case["subtype"], (case["case_id"], prepared))
+    with _timed(minutes, "preprocessing"):
+        for case in tqdm(deidentified, desc="preprocess", unit="case"):
+            volume = load_volume(case["image"])
+            truth_lungs = load_volume(case["lung_mask"]).hu > 0
+            truth_lesions = load_volume(case["lesion_mask"]).hu > 0
+            prepared = preprocess(volume, config.preprocessing, lesion_mask=truth_lesions, lung_region=lung_region)
+            store(prepared, cache_path(case, out / "models" / "cache", prepared.parameters))
+            rows.append(_case_row(case, reports[case["case_id"]], volume, prepared, truth_lungs, truth_lesions))
+            shown.setdefault(case["subtype"], (case["case_id"], prepared))
 
     summary = _summarise(rows) | {"lung_method": "lung-region model" if lungs else "classical extraction"}
     _plot_cases(shown, out / "preprocessed_cases.png")
     if train:
         summary["lung_region"] = lungs
-        summary["models"] = _train_and_screen(out, central_manifest, held_out, config)
-        summary["stages"] = _retraining_stages(out, seed)
+        with _timed(minutes, "model pairs"):
+            summary["models"] = _train_and_screen(out, central_manifest, held_out, config)
+        with _timed(minutes, "retraining stages"):
+            summary["stages"] = _retraining_stages(out, seed)
         example = summary["models"]["screened_example"]["case_id"]
-        summary["release"] = _release_to_a_node(out, out / "deidentified" / example, out / "synthetic" / "cases" / example / "dicom")
+        with _timed(minutes, "release to a node"):
+            summary["release"] = _release_to_a_node(out, out / "deidentified" / example, out / "synthetic" / "cases" / example / "dicom")
+    summary["minutes"] = minutes | {"total": round(sum(minutes.values()), 2)}
     (out / "summary.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, rows))
     return out / "summary.md"
+
+
+@contextmanager
+def _timed(minutes: dict[str, float], step: str):
+    """Where the demo's time goes: the step's wall-clock minutes, kept in the summary."""
+    start = time.perf_counter()
+    yield
+    minutes[step] = round((time.perf_counter() - start) / 60, 2)
 
 
 def _lung_region_model(out: Path, manifest: Path, held_out: str, seed: int) -> dict:
@@ -118,6 +137,7 @@ def _lung_region_model(out: Path, manifest: Path, held_out: str, seed: int) -> d
     from ctscreen.training.lungs import load_lung_config, train_lung_region
 
     rows = read_manifest(manifest)
+    (out / "lungs").mkdir(parents=True, exist_ok=True)
     training = write_manifest([r for r in rows if r["site"] != held_out], out / "lungs" / "manifest.csv")
     trained = train_lung_region(training, out / "lungs", load_lung_config(None, DEMO_LUNGS), seed=seed)
     network = load_lung_region(Path(trained["weights"]).parent)
@@ -204,6 +224,7 @@ def _markdown(summary: dict, rows: list[dict]) -> str:
         f"- lung region ({summary['lung_method']}), mean Dice against the synthetic truth: {summary['mean_lung_dice_vs_truth']}",
         f"- share of lesion voxels kept inside the extracted lung region: {summary['mean_lesion_inside_lung_region']}",
         "- picture: `preprocessed_cases.png` (one case per subtype, lung region in green, lesions in red)",
+        "- minutes per step: " + ", ".join(f"{step} {m:.1f}" for step, m in summary["minutes"].items()),
         "",
     ]
     if summary.get("lung_region"):

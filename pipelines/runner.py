@@ -33,14 +33,14 @@ LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor 
 def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
               overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
               classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None,
-              lung_overrides: list[str] = ()) -> dict:
-    """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote), and
-    the key that signs registered bundles, on first use."""
+              lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] | None = None) -> dict:
+    """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote; its
+    first cases split by ``split_fractions``), and the key that signs registered bundles, on first use."""
     from kfp import local
 
     dataset = Path(dataset).resolve()
     if not (dataset / ".dvc").exists():
-        DatasetRepository.create(dataset, dvc_remote())
+        DatasetRepository.create(dataset, dvc_remote(), *([split_fractions] if split_fractions else []))
     signing_key = Path(signing_key or bundle_signing_key()).resolve()
     if not signing_key.exists():
         generate_signing_key(signing_key)

@@ -29,9 +29,11 @@ def stage_sizes(stages: int, first: int, growth: float) -> list[int]:
 def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: str | Path, tracking_uri: str, sites: int = 3, seed: int = 0,
              profile: str = "small", overrides: list[str] = (), gate_overrides: list[str] = (), params: str | Path | None = None,
              segmentation_models: list[str] | None = None, classification_models: list[str] | None = None,
-             experiment: str = "ctscreen-retrain", lung_overrides: list[str] = ()) -> dict:
+             experiment: str = "ctscreen-retrain", lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] | None = None) -> dict:
     """Feeds the synthetic source in ``stages`` batches, runs the pipeline after each, and draws the
-    learning curve (AUC with CI per stage) and the ROC curves per stage (Figure 2b) from MLflow."""
+    learning curve (AUC with CI per stage) and the ROC curves per stage (Figure 2b) from MLflow.
+    ``split_fractions`` split the first batch of a new dataset, and so size the frozen test set
+    every stage is measured on."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
@@ -40,7 +42,8 @@ def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: s
         intake = synthetic_intake(out / f"intake-stage-{stage}", size, key, sites, seed, profile, first=offset).parent
         offset += size
         runs.append(run_local(intake, dataset, tracking_uri, params, overrides, gate_overrides, segmentation_models,
-                              classification_models, seed, lung_overrides=lung_overrides) | {"stage": stage, "new_cases": size})
+                              classification_models, seed, lung_overrides=lung_overrides, split_fractions=split_fractions)
+                    | {"stage": stage, "new_cases": size})
     return summarise_stages(out, tracking_uri, runs, experiment)
 
 

@@ -7,6 +7,7 @@ Layout of the repository::
     cases.dvc              DVC's record of cases/ (its md5 is the data's content hash)
     manifest.csv           the dataset manifest, paths relative to the repository (git)
     split.json             case_id -> train / validation / test; the test set is frozen (git)
+    dataset.yaml           the dataset's settings: the fractions of the first split, which sized the frozen test set (git)
 
 Cases are never modified or removed once added (a case_id that arrives again with other content is
 rejected), so the manifest and split at any revision, read against today's ``cases/``, are exactly
@@ -28,9 +29,10 @@ import yaml
 from ctscreen.errors import CTScreenError, InputError
 from ctscreen.locking import exclusive
 from ctscreen.manifest import PATH_COLUMNS, content_digest, read_manifest, write_manifest
-from ctscreen.training.split import extend_split
+from ctscreen.training.split import FRACTIONS, check_fractions, extend_split
 
 LOCK = ".ctscreen.lock"
+SETTINGS = "dataset.yaml"
 COMMITTER = ["-c", "user.name=ctscreen", "-c", "user.email=ctscreen@localhost"]
 
 
@@ -43,11 +45,16 @@ class DatasetRepository:
         self.root = Path(root)
 
     @classmethod
-    def create(cls, root: str | Path, remote: str) -> "DatasetRepository":
-        """A new empty dataset at ``root`` whose data is pushed to the DVC remote ``remote``."""
+    def create(cls, root: str | Path, remote: str, split_fractions: tuple[float, float, float] = FRACTIONS) -> "DatasetRepository":
+        """A new empty dataset at ``root`` whose data is pushed to the DVC remote ``remote``; its first
+        cases are split by ``split_fractions`` (train, validation, test), and that test set stays frozen."""
         repo = cls(root)
         if (repo.root / ".dvc").exists():
             raise InputError(repo.root, "a dataset repository already exists here")
+        try:
+            split_fractions = check_fractions(split_fractions)
+        except ValueError as exc:
+            raise InputError(repo.root, str(exc)) from None
         repo.root.mkdir(parents=True, exist_ok=True)
         repo._git("init", "-q", "-b", "main")
         repo._dvc("init", "-q")
@@ -56,6 +63,7 @@ class DatasetRepository:
         (repo.root / ".gitignore").write_text(f"{LOCK}\n/cases\n")
         write_manifest([], repo.root / "manifest.csv")
         (repo.root / "split.json").write_text("{}\n")
+        (repo.root / SETTINGS).write_text(yaml.safe_dump({"split_fractions": list(split_fractions)}))
         repo._git("add", "-A")
         repo._git(*COMMITTER, "commit", "-q", "-m", "Empty ctscreen dataset")
         return repo
@@ -86,6 +94,16 @@ class DatasetRepository:
     def split_at(self, revision: str) -> dict[str, str]:
         return json.loads(self._show(revision, "split.json") or "{}")
 
+    def split_fractions(self) -> tuple[float, float, float]:
+        """The first split's fractions (train, validation, test), as the dataset was created with."""
+        settings = self.root / SETTINGS
+        if not settings.exists():
+            return FRACTIONS  # a dataset created before the fractions were a setting
+        try:
+            return check_fractions(yaml.safe_load(settings.read_text())["split_fractions"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(settings, f"cannot read the dataset's split fractions ({exc})") from None
+
     def add_cases(self, rows: list[dict], seed: int = 0, message: str = "Add cases") -> dict:
         """Copy accepted intake cases in, extend the frozen split, commit and push; returns
         ``{"version", "added", "skipped"}`` (skipped: already present with the same content)."""
@@ -109,7 +127,7 @@ class DatasetRepository:
                 all_rows = list(current.values()) + staged
                 relative = [{**r, **{c: os.path.relpath(r[c], self.root) for c in PATH_COLUMNS if r.get(c)}} for r in all_rows]
                 write_manifest(relative, self.root / "manifest.csv")
-                split = extend_split(self.split_at("HEAD"), all_rows, seed)
+                split = extend_split(self.split_at("HEAD"), all_rows, seed, self.split_fractions())
                 (self.root / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True) + "\n")
                 # pushed before committed: a version never names data the remote lacks
                 self._dvc("add", "-q", "cases")

@@ -14,6 +14,9 @@ from ctscreen.imaging.preprocess import TARGET_SPACING_ZYX, PreprocessingParamet
 from ctscreen.inference.lung_region import LungRegionNetwork, load_lung_region, lung_model_digest
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class OptimiserConfig:
     lr: float = 1e-4  # the paper: Adam, initial learning rate 1e-4
@@ -21,6 +24,14 @@ class OptimiserConfig:
     epochs: int = 20
     batch_size: int = 2  # samples (patches, for segmentation) per step
     data_workers: int = 1  # DataLoader worker processes reading and augmenting cases beside the training step
+    schedule: str = "constant"  # the learning rate over the epochs: "constant" (the paper) or "cosine" (annealed to zero by the last epoch)
+    patience: int | None = None  # stop once this many epochs have passed without a better validation metric (None: run every epoch)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a whole number of epochs of at least 1, or null; got {self.patience!r}")
 
 
 @dataclass
@@ -124,4 +135,7 @@ def _build(cls, data: dict, source, prefix: str):
             raise InputError(source or "--set", f"{prefix}{name} must be {type(default).__name__}, got {value!r}")
         else:
             values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise InputError(source or "--set", f"{prefix}{exc}") from None  # the setting named by its full key

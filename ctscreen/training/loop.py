@@ -1,5 +1,6 @@
-"""One training loop for every model: Adam, progress with loss and speed, per-epoch checkpoints,
-resume without losing finished epochs, data parallel under ``torchrun``, mixed precision on GPU."""
+"""One training loop for every model: Adam with a constant or cosine learning rate, early stopping on
+the validation metric, progress with loss and speed, per-epoch checkpoints, resume without losing
+finished epochs, data parallel under ``torchrun``, mixed precision on GPU."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class EpochRecord:
     seconds: float
     samples_per_second: float
     validation: dict = field(default_factory=dict)
+    lr: float | None = None  # the learning rate the epoch trained at
 
 
 @dataclass
@@ -57,6 +59,7 @@ class TrainingResult:
     best_epoch: int | None
     best_metric: float | None
     checkpoint: Path | None
+    stopped_early: bool = False  # ``patience`` epochs passed without a better validation metric
 
 
 def fit(
@@ -76,23 +79,27 @@ def fit(
 
     ``batches(epoch, rank, world)`` yields this rank's (input, target) batches for an epoch;
     ``validate(model)`` returns metrics every ``validate_every`` epochs and at the last, and
-    ``metric`` (higher is better) picks ``best.pt``.
+    ``metric`` (higher is better) picks ``best.pt``; with ``optimiser.patience`` training stops once
+    that many epochs have passed since the best one (the cosine schedule still spans every epoch).
     """
     rank, world = distributed()
     device = device or default_device()
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=optimiser.lr, weight_decay=optimiser.weight_decay)
+    schedule = _schedule(opt, optimiser)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     checkpoint_dir = Path(checkpoint_dir)
     last, best = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     history: list[EpochRecord] = []
-    best_epoch, best_metric = None, None
+    best_epoch, best_metric, stopped = None, None, False
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimiser"])
         scaler.load_state_dict(state["scaler"])
+        schedule.load_state_dict(state["schedule"])
+        stopped = state["stopped_early"]
         history = [EpochRecord(**r) for r in state["history"]]
         best_epoch, best_metric = state["best_epoch"], state["best_metric"]
         torch.set_rng_state(state["torch_rng"])
@@ -100,6 +107,8 @@ def fit(
     trained = nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     for epoch in range(len(history) + 1, optimiser.epochs + 1):
+        if stopped:
+            break
         trained.train()
         start, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(batches(epoch, rank, world), desc=f"{description} epoch {epoch}/{optimiser.epochs}", unit="batch",
@@ -120,7 +129,9 @@ def fit(
             dist.all_reduce(sums)
             total, seen = float(sums[0]), int(sums[1])
         seconds = time.perf_counter() - start
-        record = EpochRecord(epoch, total / max(seen, 1), round(seconds, 3), round(seen / seconds, 3) if seconds else 0.0)
+        record = EpochRecord(epoch, total / max(seen, 1), round(seconds, 3), round(seen / seconds, 3) if seconds else 0.0,
+                             lr=opt.param_groups[0]["lr"])
+        schedule.step()
         if validate is not None and rank == 0 and (epoch % validate_every == 0 or epoch == optimiser.epochs):
             model.eval()
             with torch.no_grad():
@@ -131,11 +142,14 @@ def fit(
             if value is not None and (best_metric is None or value > best_metric):
                 best_epoch, best_metric = epoch, float(value)
                 _save_atomic({"model": model.state_dict(), "epoch": epoch, "metric": best_metric}, best)
+            stopped = optimiser.patience is not None and best_epoch is not None and epoch - best_epoch >= optimiser.patience
             _save_atomic(
                 {
                     "model": model.state_dict(),
                     "optimiser": opt.state_dict(),
                     "scaler": scaler.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "stopped_early": stopped,
                     "history": [r.__dict__ for r in history],
                     "best_epoch": best_epoch,
                     "best_metric": best_metric,
@@ -148,9 +162,22 @@ def fit(
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in record.validation.items() if isinstance(v, float))
                 tqdm.write(f"{description} epoch {epoch}/{optimiser.epochs}: loss {record.loss:.4f}, "
                            f"{record.samples_per_second:.2f} samples/s" + (f", {shown}" if shown else ""), file=sys.stderr)
+                if stopped:
+                    tqdm.write(f"{description}: stopped early after epoch {epoch}, no better {metric} since epoch {best_epoch}", file=sys.stderr)
         if world > 1:
+            stop = torch.tensor([float(stopped)], device=device)
+            dist.broadcast(stop, 0)  # every rank leaves the loop together
+            stopped = bool(stop.item())
             dist.barrier()
-    return TrainingResult(history, best_epoch, best_metric, best if best.exists() else last if last.exists() else None)
+    return TrainingResult(history, best_epoch, best_metric, best if best.exists() else last if last.exists() else None, stopped)
+
+
+def _schedule(opt: torch.optim.Optimizer, optimiser: OptimiserConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once an epoch: constant, or cosine from ``lr`` to zero over ``epochs`` (fewer, larger
+    early updates and a fine last stretch, which short runs need more than long ones)."""
+    if optimiser.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(optimiser.epochs, 1))
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
 
 def _save_atomic(state: dict, path: Path) -> None:

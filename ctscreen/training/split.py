@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 SETS = ("train", "validation", "test")
+FRACTIONS = (0.6, 0.2, 0.2)  # train, validation, test
 
 
 def _pattern(fractions: tuple[float, ...], length: int = 20) -> list[str]:
@@ -28,11 +29,18 @@ def _pattern(fractions: tuple[float, ...], length: int = 20) -> list[str]:
     return pattern
 
 
-def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0,
+def check_fractions(fractions: tuple[float, ...]) -> tuple[float, float, float]:
+    """Training and validation need cases of their own; a test share may be zero."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0 or min(fractions[:2]) <= 0:
+        raise ValueError("split fractions must be three (train, validation, test) that sum to 1, train and validation above 0 "
+                         f"and test not below; got {tuple(fractions)}")
+    return tuple(float(f) for f in fractions)
+
+
+def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = FRACTIONS, seed: int = 0,
                      held_out_site: str | None = None) -> dict[str, str]:
     """case_id -> set name; a held-out site's cases all go to ``test-<site>``."""
-    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    fractions = check_fractions(fractions)
     sites = sorted({row["site"] for row in rows})
     if held_out_site is not None and held_out_site not in sites:
         raise ValueError(f"held-out site {held_out_site!r} has no case in the manifest; its sites: {', '.join(sites)}")
@@ -61,12 +69,12 @@ def split_by_patient(rows: list[dict], fractions: tuple[float, float, float] = (
     return assignment
 
 
-def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0) -> dict[str, str]:
+def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0, fractions: tuple[float, float, float] = FRACTIONS) -> dict[str, str]:
     """``assignment`` with the new cases of ``rows`` added, the test set frozen.
 
-    Retraining stages are comparable only on one test set, so the first cases are split three ways,
-    and from then on cases already placed keep their set and new patients go to training and
-    validation (in the split's 3 : 1 proportion). A new study of a
+    Retraining stages are comparable only on one test set, so the first cases are split three ways
+    by ``fractions``, and from then on cases already placed keep their set and new patients go to
+    training and validation (in the fractions' proportion of the two). A new study of a
     patient already placed joins that patient's set — except a test patient's, which is ``excluded``:
     it may neither change the test set nor leak the patient into training.
     """
@@ -85,6 +93,8 @@ def extend_split(assignment: dict[str, str], rows: list[dict], seed: int = 0) ->
         else:
             extended[row["case_id"]] = "excluded" if known.startswith("test") else known
     if new:
+        train, validation, _ = check_fractions(fractions)
         frozen = any(name == "test" for name in assignment.values())
-        extended.update(split_by_patient(new, fractions=(0.75, 0.25, 0.0) if frozen else (0.6, 0.2, 0.2), seed=seed + len(assignment)))
+        later = (train / (train + validation), validation / (train + validation), 0.0)
+        extended.update(split_by_patient(new, fractions=later if frozen else fractions, seed=seed + len(assignment)))
     return extended

@@ -82,3 +82,18 @@ def test_two_writers_at_once_both_land_without_corrupting_the_dataset(tmp_path, 
 def test_opening_a_folder_that_is_no_dataset_is_refused(tmp_path):
     with pytest.raises(InputError, match="not a ctscreen dataset repository"):
         DatasetRepository.open(tmp_path)
+
+
+def test_a_dataset_keeps_the_fractions_that_size_its_frozen_test_set(tmp_path, batches):
+    repo = DatasetRepository.create(tmp_path / "dataset", tmp_path / "remote", split_fractions=(0.2, 0.2, 0.6))
+    assert DatasetRepository.open(repo.root).split_fractions() == (0.2, 0.2, 0.6)
+    repo.add_cases(batches[0])
+    first = repo.split_at("HEAD")
+    assert sum(v == "test" for v in first.values()) == 3  # 60 % of the five first cases
+    repo.add_cases(batches[1])
+    assert {v for k, v in repo.split_at("HEAD").items() if k not in first} <= {"train", "validation"}
+    with pytest.raises(InputError, match="split fractions must be three"):
+        DatasetRepository.create(tmp_path / "other", tmp_path / "remote", split_fractions=(0.5, 0.5, 0.5))
+    (repo.root / "dataset.yaml").write_text("split_fractions: [0.5, 0.5]\n")
+    with pytest.raises(InputError, match="dataset.yaml.*cannot read the dataset's split fractions"):
+        repo.split_fractions()

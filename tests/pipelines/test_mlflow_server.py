@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ctscreen.dataset.synthetic import synthetic_intake
-from tests.pipelines.test_retrain import TINY
+from tests.pipelines.tiny import LUNGS, TINY
 
 
 def _free_port() -> int:
@@ -59,7 +59,8 @@ def test_pipeline_run_tracks_and_registers_on_a_real_mlflow_server(tmp_path, mlf
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "ctscreen.cli", "pipeline", "run", "--intake", str(intake), "--mlflow-uri", mlflow_server,
                "--segmentation-models", "fcn8s", "--classification-models", "resnet50", "--gate", "min_sensitivity=0.0",
-               "--gate", "auto_promote=true", "--json", *[a for o in TINY for a in ("--set", o)]]
+               "--gate", "auto_promote=true", "--json", *[a for o in TINY for a in ("--set", o)],
+               *[a for o in LUNGS for a in ("--lungs-set", o)]]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)

@@ -1,12 +1,16 @@
-"""The training loop: loss goes down, checkpoints resume without losing finished epochs."""
+"""The training loop: loss goes down, checkpoints resume without losing finished epochs, the learning-rate
+schedule and early stopping."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from ctscreen.training.config import OptimiserConfig
+from ctscreen.errors import InputError
+from ctscreen.training.config import OptimiserConfig, load_config
 from ctscreen.training.loop import fit
 
 
@@ -61,3 +65,47 @@ def test_resume_after_interruption_keeps_finished_epochs(tmp_path):
     assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
     for a, b in zip(uninterrupted.history, resumed.history):
         assert abs(a.loss - b.loss) < 1e-6  # the same run as if nothing had happened
+
+
+def test_cosine_schedule_anneals_to_zero_and_resumes_on_it(tmp_path):
+    batches, _, _ = _problem()
+    loss = nn.BCEWithLogitsLoss()
+    config = OptimiserConfig(lr=0.05, weight_decay=0, epochs=4, schedule="cosine")
+    result = fit(_model(), loss, batches, config, tmp_path / "a", progress=False)
+    expected = [0.05 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]  # the learning rate each epoch trained at
+    assert [r.lr for r in result.history] == pytest.approx(expected)
+    assert result.history[-1].loss < result.history[0].loss
+
+    fit(_model(), loss, batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=2, schedule="cosine"), tmp_path / "b", progress=False)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert state["schedule"]["last_epoch"] == 2  # the schedule's place is in the checkpoint
+    constant = fit(_model(), loss, batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=3), tmp_path / "c", progress=False)
+    assert [r.lr for r in constant.history] == [0.05] * 3
+
+
+def test_early_stopping_ends_training_patience_epochs_after_the_best_and_stays_stopped(tmp_path):
+    batches, _, _ = _problem()
+    loss = nn.BCEWithLogitsLoss()
+    metrics = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])  # best at epoch 2, then two epochs without a better one
+    config = OptimiserConfig(lr=0.05, weight_decay=0, epochs=6, patience=2)
+    result = fit(_model(), loss, batches, config, tmp_path, validate=lambda m: {"auc": next(metrics)}, metric="auc", progress=False)
+    assert result.stopped_early
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4]
+    assert (result.best_epoch, result.best_metric) == (2, 0.7)
+    assert torch.load(tmp_path / "best.pt", weights_only=False)["epoch"] == 2
+
+    again = fit(_model(), loss, batches, config, tmp_path, validate=lambda m: {"auc": 1.0}, metric="auc", progress=False)
+    assert again.stopped_early and len(again.history) == 4  # a finished run is not trained on when run again
+
+    unstopped = fit(_model(), loss, batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=6), tmp_path / "b",
+                    validate=lambda m: {"auc": 0.5}, metric="auc", progress=False)
+    assert not unstopped.stopped_early and len(unstopped.history) == 6
+
+
+@pytest.mark.parametrize("override, message", [
+    ("segmentation.optimiser.schedule=step", "segmentation.optimiser.schedule must be one of constant, cosine"),
+    ("classification.optimiser.patience=0", "classification.optimiser.patience must be a whole number"),
+])
+def test_unknown_schedule_or_patience_is_refused_with_the_setting_named(override, message):
+    with pytest.raises(InputError, match=message):
+        load_config(None, [override])

@@ -21,7 +21,15 @@ from ctscreen.imaging.resample import resample_mask
 from ctscreen.imaging.scanner_augment import ScannerAugmentationParameters, scanner_augmentation
 from ctscreen.inference.lung_region import LungModelSpec, load_lung_model, lung_input, lung_region
 from ctscreen.manifest import read_manifest, write_manifest
-from ctscreen.training.lungs import LungTrainingConfig, lung_cache_path, load_lung_config, prepare_lung_case, train_lung_region
+from ctscreen.errors import InputError
+from ctscreen.training.lungs import (
+    LungTrainingConfig,
+    load_lung_config,
+    lung_cache_path,
+    prepare_lung_case,
+    spread_sample,
+    train_lung_region,
+)
 from tests.tiny_lungs import TINY_LUNGS
 
 
@@ -130,6 +138,22 @@ def test_config_from_the_lungs_section(tmp_path):
     assert config.optimiser.epochs == 3
     assert config.augmentation == ScannerAugmentationParameters(noise_std=0.05, zoom_prob=0.0)
     assert load_lung_config(None) == LungTrainingConfig()
+
+
+def test_at_most_max_cases_are_trained_on_spread_over_sites_and_subtypes():
+    rows = [{"case_id": f"c{i}", "site": "ab"[i % 2], "subtype": ["covid", "tumour", "healthy"][i % 3]} for i in range(30)]
+    taken = spread_sample(rows, 6, seed=1)
+    assert len(taken) == 6 and len({r["case_id"] for r in taken}) == 6
+    assert {(r["site"], r["subtype"]) for r in taken} == {(s, t) for s in "ab" for t in ("covid", "tumour", "healthy")}
+    assert taken == spread_sample(rows, 6, seed=1) and spread_sample(rows, None, seed=1) == rows == spread_sample(rows, 30, seed=1)
+    with pytest.raises(InputError, match="max_cases must be a whole number of at least 2"):
+        load_lung_config(None, ["max_cases=1"])
+
+
+def test_training_uses_at_most_max_cases(covid_cases, tmp_path):
+    result = train_lung_region(covid_cases, tmp_path, load_lung_config(None, [*TINY_LUNGS, "optimiser.epochs=1", "max_cases=2"]),
+                               validation_fraction=0.5, progress=False)
+    assert result["cases"] == {"train": 1, "validation": 1} and len(result["split"]) == 2
 
 
 OFF = dict(noise_prob=0.0, smooth_prob=0.0, sharpen_prob=0.0, thickness_prob=0.0, fov_prob=0.0, zoom_prob=0.0, flip_prob=0.0)

@@ -84,3 +84,19 @@ def test_extending_a_split_freezes_the_test_set_and_keeps_patients_together():
     assert {extended[r["case_id"]] for r in later} <= {"train", "validation"}
     assert {extended[r["case_id"]] for r in later} == {"train", "validation"}
     assert extended["revisit-test"] == "excluded" and extended["revisit-train"] == "train"
+
+
+def test_the_first_split_follows_its_fractions_and_later_cases_keep_their_proportion():
+    rows = _rows()
+    first, later = rows[:40], rows[40:]
+    frozen = extend_split({}, first, seed=2, fractions=(0.3, 0.2, 0.5))
+    assert sum(v == "test" for v in frozen.values()) == pytest.approx(20, abs=2)  # a large frozen test set
+    extended = extend_split(frozen, rows, seed=2, fractions=(0.3, 0.2, 0.5))
+    new = [extended[r["case_id"]] for r in later]
+    assert "test" not in new and new.count("train") == pytest.approx(12, abs=1)  # 3 : 2, as train : validation
+
+
+@pytest.mark.parametrize("fractions", [(0.6, 0.4), (0.5, 0.2, 0.2), (1.0, 0.0, 0.0), (-0.2, 0.6, 0.6)])
+def test_split_fractions_that_cannot_split_are_refused(fractions):
+    with pytest.raises(ValueError, match="split fractions must be three"):
+        split_by_patient(_rows(), fractions=fractions)
