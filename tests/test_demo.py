@@ -23,6 +23,10 @@ def test_demo_writes_summary_and_picture(tmp_path):
         assert case["lung_dice_vs_truth"] > 0.9
     assert (out / "preprocessed_cases.png").stat().st_size > 10_000
     assert "lung region (classical extraction)" in summary_md.read_text()
+    minutes = summary["summary"]["minutes"]  # where the time went, step by step
+    assert set(minutes) == {"synthetic data", "de-identification", "lung-region model", "preprocessing", "total"}
+    assert minutes["total"] == pytest.approx(sum(v for k, v in minutes.items() if k != "total"), abs=0.02)
+    assert "minutes per step: synthetic data" in summary_md.read_text()
     # the de-identified studies carry none of the names and IDs the source series did
     for case in summary["cases"]:
         source = pydicom.dcmread(next((out / "synthetic" / "cases" / case["case_id"] / "dicom").iterdir()))

@@ -24,17 +24,15 @@ from ctscreen import __version__
 from ctscreen.errors import InputError
 from ctscreen.home import home
 from ctscreen.imaging.preprocess import PreprocessingParameters
+from ctscreen.inference.backends import load_network
 from ctscreen.inference.lung_region import ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, LungRegionNetwork, load_lung_model, load_lung_region, lung_model_digest
 from ctscreen.inference.signature import SIGNATURE
-from ctscreen.models import build_model
 from ctscreen.models.export import export_onnx
 
 MANIFEST = "bundle.json"
 LUNGS = "lungs"
 # The one backend switch for running a bundle in-process: its PyTorch weights, or its ONNX graphs
 # under ONNX Runtime (the graphs Triton serves).
-BACKENDS = ("torch", "onnx")
-
 
 @dataclass
 class ModelBundle:
@@ -60,22 +58,12 @@ class ModelBundle:
         return None if self.lungs is None else load_lung_region(self.lungs, backend)
 
     def networks(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
-        seg = build_model(self.segmentation["name"], self.segmentation["profile"])
-        cls = build_model(self.classification["name"], self.classification["profile"])
-        for model, file in ((seg, "segmentation.pt"), (cls, "classification.pt")):
-            model.load_state_dict(torch.load(self.root / file, map_location=device, weights_only=True))
-            model.to(device).eval()
-        return seg, cls
+        return self.predictors("torch", device)
 
-    def predictors(self, backend: str = "torch") -> tuple:
+    def predictors(self, backend: str = "torch", device: torch.device | str = "cpu") -> tuple:
         """(segmenter, classifier) on ``backend``: modules for ``torch``, ONNX Runtime sessions for ``onnx``."""
-        if backend == "torch":
-            return self.networks()
-        if backend == "onnx":
-            from ctscreen.inference.sliding_window import onnx_predictor
-
-            return onnx_predictor(self.root / "segmentation.onnx"), onnx_predictor(self.root / "classification.onnx")
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        return tuple(load_network(spec["name"], spec["profile"], self.root / f"{role}.pt", self.root / f"{role}.onnx", backend, device)
+                     for role, spec in (("segmentation", self.segmentation), ("classification", self.classification)))
 
 
 def save_bundle(out_dir: str | Path, segmenter: nn.Module, segmentation: dict, classifier: nn.Module, classification: dict,

@@ -23,8 +23,8 @@ from ctscreen.imaging.lungs import IN_PLANE, LungExtractionParameters
 from ctscreen.imaging.preprocess import apply_window
 from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
-from ctscreen.inference.sliding_window import Predictor, lesion_probability, onnx_predictor
-from ctscreen.models import build_model
+from ctscreen.inference.backends import load_network
+from ctscreen.inference.sliding_window import Predictor, lesion_probability
 from ctscreen.models.segmentation import check_window
 
 WINDOW = "lung-region"
@@ -36,7 +36,6 @@ LUNG_WINDOW_ZYX = (32, 96, 96)
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "lung_region.pt"
 ONNX_FILE = "lung_region.onnx"  # the graph Triton serves (written into a bundle)
-BACKENDS = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -120,9 +119,7 @@ def load_lung_model(directory: str | Path, device: torch.device | str = "cpu") -
     """A trained lung-region network (``WEIGHTS_FILE``) and its spec (``SPEC_FILE``) from ``directory``."""
     directory = Path(directory)
     spec = read_lung_spec(directory)
-    model = build_model(spec.name, spec.profile)
-    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
-    return model.to(device).eval(), spec
+    return load_network(spec.name, spec.profile, directory / WEIGHTS_FILE, directory / ONNX_FILE, "torch", device), spec
 
 
 @dataclass(frozen=True)
@@ -145,15 +142,9 @@ def load_lung_region(directory: str | Path, backend: str = "torch") -> LungRegio
     """A lung-region model directory (a ``ctscreen train lungs`` output, or a bundle's ``lungs/``) on
     ``backend``: its PyTorch weights, or its ONNX graph under ONNX Runtime."""
     directory = Path(directory)
-    if backend == "torch":
-        model, spec = load_lung_model(directory)
-        return LungRegionNetwork(model, spec, lung_model_digest(directory))
-    if backend == "onnx":
-        spec = read_lung_spec(directory)
-        if not (directory / ONNX_FILE).is_file():
-            raise InputError(directory / ONNX_FILE, "missing: the lung-region model has no ONNX graph")
-        return LungRegionNetwork(onnx_predictor(directory / ONNX_FILE), spec, lung_model_digest(directory))
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    spec = read_lung_spec(directory)
+    network = load_network(spec.name, spec.profile, directory / WEIGHTS_FILE, directory / ONNX_FILE, backend)
+    return LungRegionNetwork(network, spec, lung_model_digest(directory))
 
 
 def lung_model_digest(directory: str | Path) -> str:

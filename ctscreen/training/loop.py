@@ -173,8 +173,8 @@ def fit(
 
 
 def _schedule(opt: torch.optim.Optimizer, optimiser: OptimiserConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once an epoch: constant, or cosine from ``lr`` to zero over ``epochs`` (fewer, larger
-    early updates and a fine last stretch, which short runs need more than long ones)."""
+    """Stepped once an epoch: constant, or cosine from ``lr`` to zero over ``epochs`` (large steps
+    while the loss falls fast, small ones to settle: short runs need both)."""
     if optimiser.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(optimiser.epochs, 1))
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)

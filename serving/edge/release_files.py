@@ -35,19 +35,24 @@ def verify_release(folder: Path, record: dict, public_key: Path) -> None:
         verify_bundle(bundle, public_key)
     except SignatureError as error:
         raise VerificationError(f"release {version}", f"the bundle's model signature does not verify: {error}") from None
-    for model, file in NETWORK_FILES.items():
+    released = released_models(record)
+    for model, file in NETWORK_FILES.items():  # the release serves exactly the networks its signed bundle has
+        in_bundle = (bundle / file).is_file()
         served = folder / model / str(version) / "model.onnx"
-        if not (bundle / file).is_file() and not served.exists():
-            continue  # a bundle without a lung-region network: the release serves none
-        if not served.is_file() or not (bundle / file).is_file() or file_sha256(served) != file_sha256(bundle / file):
+        if in_bundle != (model in released) or (in_bundle and (not served.is_file() or file_sha256(served) != file_sha256(bundle / file))):
             raise VerificationError(f"release {version}", f"{model}'s model.onnx is not the signed bundle's {file}")
+
+
+def released_models(record: dict) -> list[str]:
+    """The Triton models a release's signed record lists files of."""
+    return sorted({relpath.split("/", 1)[0] for relpath in record["files"]})
 
 
 def install_release(folder: Path, record: dict, repository: Path) -> None:
     """Each model's version folder into ``repository`` (a partial copy renamed into place); a version
     already installed whole is kept, a partial or altered one replaced."""
     version = str(record["version"])
-    for model in sorted({relpath.split("/", 1)[0] for relpath in record["files"]}):
+    for model in released_models(record):
         target = repository / model / version
         if target.is_dir() and _matches(target, folder / model / version, record, model):
             continue

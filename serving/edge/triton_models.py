@@ -28,23 +28,19 @@ def release_models(repository: Path, version: int) -> list[str]:
 def serve_versions(client, repository: Path, versions: list[int], python_env: str) -> None:
     """Make Triton serve exactly ``versions`` of every model (none: unload them all); a model none of
     them has is unloaded. The repository's ``config.pbtxt`` files are kept the same, so a restarted
-    server loaded by hand serves the same."""
-    if not versions:
-        for model in reversed(MODELS):  # the entry point first: it calls the networks
-            if (repository / model).is_dir():
-                client.unload_model(model)
-        return
+    server loaded by hand serves the same. Loads come first, the networks before the entry point that
+    calls them; then the unloads, the entry point before the networks."""
+    kept = {model: [v for v in versions if model in release_models(repository, v)] for model in MODELS}
     for model in MODELS:
-        kept = [v for v in versions if model in release_models(repository, v)]
-        if not kept:
-            if (repository / model).is_dir():
-                client.unload_model(model)
-            continue
-        config = configuration(repository, model, kept, python_env)
-        partial = repository / model / ".config.pbtxt.partial"
-        partial.write_text(to_pbtxt(config))
-        partial.replace(repository / model / "config.pbtxt")
-        client.load_model(model, config=json.dumps(config))
+        if kept[model]:
+            config = configuration(repository, model, kept[model], python_env)
+            partial = repository / model / ".config.pbtxt.partial"
+            partial.write_text(to_pbtxt(config))
+            partial.replace(repository / model / "config.pbtxt")
+            client.load_model(model, config=json.dumps(config))
+    for model in reversed(MODELS):
+        if not kept[model] and (repository / model).is_dir():
+            client.unload_model(model)
 
 
 def serves(client, repository: Path, version: int) -> bool:

@@ -24,6 +24,7 @@ from ctscreen.manifest import read_manifest, write_manifest
 from ctscreen.errors import InputError
 from ctscreen.training.lungs import (
     LungTrainingConfig,
+    adopts,
     load_lung_config,
     lung_cache_path,
     prepare_lung_case,
@@ -138,6 +139,17 @@ def test_config_from_the_lungs_section(tmp_path):
     assert config.optimiser.epochs == 3
     assert config.augmentation == ScannerAugmentationParameters(noise_std=0.05, zoom_prob=0.0)
     assert load_lung_config(None) == LungTrainingConfig()
+
+
+@pytest.mark.parametrize("validation, adopted", [
+    ({"dice": 0.9, "lesion_inside": 0.95}, True),
+    ({"dice": 0.9}, True),  # no lesion in the validation cases: the Dice decides
+    ({"dice": 0.96, "lesion_inside": 0.6}, False),  # a good outline that cuts the lesions out
+    ({"dice": 0.8, "lesion_inside": 1.0}, False),
+    ({}, False),  # never validated
+])
+def test_a_model_is_adopted_only_with_the_lungs_and_their_lesions(validation, adopted):
+    assert adopts(LungTrainingConfig(adopt_min_dice=0.85, adopt_min_lesion_inside=0.9), validation) is adopted
 
 
 def test_at_most_max_cases_are_trained_on_spread_over_sites_and_subtypes():
