@@ -12,7 +12,9 @@ def _ctscreen(*args):
 
 
 def test_seg_then_cls_share_the_split_and_the_checkpoint(trained_pairs, tmp_path):
+    # the session's preprocessed cases (its lung-region model, its grid) from the cache: only the training runs here
     common = ["--manifest", str(trained_pairs["manifest"]), "--out", str(tmp_path), "--cache", str(trained_pairs["root"] / "run" / "cache"),
+              "--lungs", str(trained_pairs["config"].lung_model),
               "--set", "segmentation.profile=tiny", "--set", "classification.profile=tiny",
               "--set", "segmentation.optimiser.epochs=1", "--set", "segmentation.samples_per_case=1",
               "--set", "classification.optimiser.epochs=1", "--set", "classification.models=[resnet50]",
