@@ -5,6 +5,7 @@ its segments. Screenshots of each step go to the test artifacts for a person to 
 from __future__ import annotations
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +50,8 @@ def driver(viewer):
 
 
 def test_physician_opens_the_study_and_its_segmentation(driver, viewer, study):
-    wait = WebDriverWait(driver, LOAD_S)
+    # OHIF re-renders its panels while it loads: an element found a moment ago may be gone, so look again
+    wait = WebDriverWait(driver, LOAD_S, ignored_exceptions=(StaleElementReferenceException,))
     viewer.app.paths.clear()
     driver.get(f"{viewer.url}{PREFIX}/")
     wait.until(lambda d: "ACC-VIEW-1" in _body_text(d))
