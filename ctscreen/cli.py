@@ -708,11 +708,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--dataset", type=Path, default=dataset_dir(), help=f"dataset repository (default: {dataset_dir()})")
         sub.add_argument("--json", action="store_true")
 
+    def split_option(sub, help_):
+        sub.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
+                         help=f"{help_} (default: 0.6,0.2,0.2)")
+
     init = dataset_verbs.add_parser("init", help="create an empty dataset repository with a DVC remote")
     init.set_defaults(func=cmd_dataset_init)
     init.add_argument("--remote", type=Path, default=dvc_remote(), help=f"DVC remote folder (default: {dvc_remote()})")
-    init.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
-                      help="fractions of the first cases per set; that test set stays frozen (default: 0.6,0.2,0.2)")
+    split_option(init, "fractions of the first cases per set; that test set stays frozen")
     dataset_option(init)
     ingest = dataset_verbs.add_parser("ingest", help="check an intake's cases and add the accepted ones (rejections with reasons)")
     ingest.set_defaults(func=cmd_dataset_ingest)
@@ -794,8 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--sites", type=int, default=3)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--profile", default="small", help="synthetic grid: tiny, small or full")
-    simulate.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
-                          help="fractions of the first batch per set in a new dataset; its test set is every stage's (default: 0.6,0.2,0.2)")
+    split_option(simulate, "fractions of the first batch per set in a new dataset; its test set is every stage's")
     pipeline_options(simulate, intake=False)
 
     triton = add("triton", None, "A Triton Inference Server on this machine (loopback, explicit model control).")

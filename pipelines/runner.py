@@ -25,6 +25,7 @@ from ctscreen.inference.signature import generate_signing_key, public_key_of
 from ctscreen.manifest import read_manifest
 from ctscreen.training.config import load_config, load_section
 from ctscreen.training.lungs import load_lung_config
+from ctscreen.training.split import FRACTIONS
 from pipelines.retrain import retrain
 
 LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor running at once
@@ -33,14 +34,14 @@ LOCAL_PARALLELISM = 2  # kfp.local's cap on the iterations of a dsl.ParallelFor 
 def run_local(intake: str | Path, dataset: str | Path, tracking_uri: str, params: str | Path | None = None,
               overrides: list[str] = (), gate_overrides: list[str] = (), segmentation_models: list[str] | None = None,
               classification_models: list[str] | None = None, seed: int = 0, signing_key: str | Path | None = None,
-              lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] | None = None) -> dict:
+              lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] = FRACTIONS) -> dict:
     """One pipeline run with ``kfp.local``; creates the dataset repository (and its DVC remote; its
     first cases split by ``split_fractions``), and the key that signs registered bundles, on first use."""
     from kfp import local
 
     dataset = Path(dataset).resolve()
     if not (dataset / ".dvc").exists():
-        DatasetRepository.create(dataset, dvc_remote(), *([split_fractions] if split_fractions else []))
+        DatasetRepository.create(dataset, dvc_remote(), split_fractions)
     signing_key = Path(signing_key or bundle_signing_key()).resolve()
     if not signing_key.exists():
         generate_signing_key(signing_key)

@@ -16,6 +16,7 @@ from ctscreen.evaluation.report import plot_learning_curve, plot_roc_curves
 from ctscreen.home import home
 from ctscreen.registry.models import CHAMPION, ModelRegistry
 from ctscreen.registry.tracking import stage_history
+from ctscreen.training.split import FRACTIONS
 from pipelines.runner import run_local
 
 
@@ -29,7 +30,7 @@ def stage_sizes(stages: int, first: int, growth: float) -> list[int]:
 def simulate(out: str | Path, stages: int, first: int, growth: float, dataset: str | Path, tracking_uri: str, sites: int = 3, seed: int = 0,
              profile: str = "small", overrides: list[str] = (), gate_overrides: list[str] = (), params: str | Path | None = None,
              segmentation_models: list[str] | None = None, classification_models: list[str] | None = None,
-             experiment: str = "ctscreen-retrain", lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] | None = None) -> dict:
+             experiment: str = "ctscreen-retrain", lung_overrides: list[str] = (), split_fractions: tuple[float, float, float] = FRACTIONS) -> dict:
     """Feeds the synthetic source in ``stages`` batches, runs the pipeline after each, and draws the
     learning curve (AUC with CI per stage) and the ROC curves per stage (Figure 2b) from MLflow.
     ``split_fractions`` split the first batch of a new dataset, and so size the frozen test set

@@ -31,8 +31,7 @@ from ctscreen.models.export import export_onnx
 
 MANIFEST = "bundle.json"
 LUNGS = "lungs"
-# The one backend switch for running a bundle in-process: its PyTorch weights, or its ONNX graphs
-# under ONNX Runtime (the graphs Triton serves).
+
 
 @dataclass
 class ModelBundle:
