@@ -47,9 +47,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Two workers (pytest-xdist): much of the suite waits on the servers it starts (Triton, Orthanc,
-# MLflow, Chromium), so two keep both cores busy.
+# MLflow, Chromium), so two keep both cores busy. The tests of each fixture that takes
+# minutes to build share one worker (tests/conftest.py), so it is built once.
 test: install
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 demo: install
 	$(VENV)/bin/ctscreen demo --out $(DEMO_OUT)

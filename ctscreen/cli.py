@@ -910,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "The main job end to end on synthetic data; writes a summary and pictures.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.add_argument("--cases", type=int, default=90)
+    demo.add_argument("--cases", type=int, default=140)
     demo.add_argument("--sites", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-train", action="store_true", help="stop after preprocessing (no model training)")

@@ -19,6 +19,19 @@ import pytest
 REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct"
 
 
+# Fixtures that take minutes to build (a session's or a package's): under ``--dist loadgroup`` the tests
+# using one go to one worker, so it is built once rather than on each.
+EXPENSIVE_FIXTURES = ("trained_pairs", "stages")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = [name for name in EXPENSIVE_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+
+
 def pytest_configure(config):
     if "PYTEST_XDIST_WORKER" in os.environ:  # in case a plugin imported torch before the variables were set
         import torch

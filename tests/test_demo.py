@@ -37,3 +37,20 @@ def test_demo_writes_summary_and_picture(tmp_path):
     with pytest.raises(OutputError, match="not empty"):
         run_demo(out, cases=1, train=False)
     assert (out / "deidentified" / "manifest.csv").read_text().count("\n") == 4  # what central receives
+
+
+def test_the_winner_s_call_on_lung1_and_the_share_of_its_nodule_highlighted(untrained_bundle, real_chest_ct, tmp_path):
+    """The demo's check on real CT without COVID-19: the call at the bundle's threshold, and how much
+    of the annotated nodule the lesion mask covers, read back from what screening wrote."""
+    import SimpleITK as sitk
+
+    from ctscreen.demo import _screen_lung1
+    from ctscreen.inference.bundle import load_bundle
+
+    checked = _screen_lung1(load_bundle(untrained_bundle), tmp_path / "lung1")
+    assert checked["positive"] == (checked["covid_probability"] >= checked["threshold"])
+    nodule = sitk.GetArrayFromImage(sitk.ReadImage(str(real_chest_ct.parent / "lung1_label.nrrd"))) > 0
+    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "lung1" / "lesion_mask.nii.gz"))) > 0
+    assert lesions.shape == nodule.shape
+    assert checked["nodule_highlighted"] == pytest.approx(lesions[nodule].mean(), abs=1e-4)
+    assert (tmp_path / "lung1" / "overlay.png").stat().st_size > 10_000

@@ -98,8 +98,11 @@ def figures(segmented: SegmentedCases, case_scores: np.ndarray, threshold: float
     records = segmented.records
     report = screening_report(segmented.labels, case_scores, threshold, [r["site"] for r in records], [r["subtype"] for r in records],
                               bootstrap_resamples)
-    annotated = [r["lesion_dice"] for r in records if r["lesion_dice"] is not None]
-    report["lesion_dice"] = float(np.mean(annotated)) if annotated else None
+    annotated = [r for r in records if r["lesion_dice"] is not None]
+    report["lesion_dice"] = float(np.mean([r["lesion_dice"] for r in annotated])) if annotated else None
+    # per subtype, since one mean hides which lesions the segmenter misses (a calcified granuloma is a few voxels)
+    report["lesion_dice_by_subtype"] = {subtype: float(np.mean([r["lesion_dice"] for r in annotated if r["subtype"] == subtype]))
+                                        for subtype in sorted({r["subtype"] for r in annotated})}
     report["threshold"] = float(threshold)
     report["scores"] = {r["case_id"]: round(float(s), 6) for r, s in zip(records, case_scores)}
     return report

@@ -162,9 +162,11 @@ def validation_lungs(cases: list[CachedCase], spec: LungModelSpec):
 
 
 def adopts(config: LungTrainingConfig, validation: dict) -> bool:
-    """Whether later steps find the lungs with a model of these validation figures (``validation_lungs``)."""
+    """Whether later steps find the lungs with a model of these validation figures (``validation_lungs``).
+    Where the validation cases had no lesion, the share kept inside is unknown, and only a zero bound admits it."""
     inside = validation.get("lesion_inside")
-    return validation.get("dice", 0.0) >= config.adopt_min_dice and (inside is None or inside >= config.adopt_min_lesion_inside)
+    kept = inside >= config.adopt_min_lesion_inside if inside is not None else config.adopt_min_lesion_inside <= 0.0
+    return validation.get("dice", 0.0) >= config.adopt_min_dice and kept
 
 
 def spread_sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:

@@ -1,6 +1,7 @@
 """Train and compare the segmentation -> classification pairs, and pick the winner as the paper did:
 the segmentation model with the best validation Dice, then the classifier with the best validation
-AUC when paired with it (``full_grid`` pairs every classifier with every segmentation model)."""
+AUC when paired with it, the lower validation Brier score breaking a tie (on a few dozen validation
+cases several classifiers reach AUC 1.0; ``full_grid`` pairs every classifier with every segmentation model)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 from ctscreen.errors import InputError
+from ctscreen.evaluation.calibration import brier_score
 from ctscreen.evaluation.classification import threshold_for_sensitivity
 from ctscreen.evaluation.evaluator import SegmentedCases, figures, scores, segment
 from ctscreen.evaluation.report import plot_examples, plot_reliability_diagram, plot_roc_curves, write_table
@@ -112,6 +114,7 @@ def evaluate_pair(segmentation: tuple[str, torch.nn.Module], classification: tup
     return {
         "names": (segmentation[0], classification[0]), "segmenter": segmentation[1], "classifier": classification[1],
         "scores": scored, "threshold": threshold, "val_auc": val_auc if val_auc is not None else -1.0,
+        "val_brier": brier_score(sets["validation"].labels, scored["validation"]),
         "results": {k: figures(sets[k], scored[k], threshold, config.evaluation.bootstrap_resamples) for k in test_set_names(sets)},
     }
 
@@ -144,16 +147,17 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
 def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, SegmentedCases],
                  config: TrainingConfig, out_dir: str | Path, provenance: dict,
                  load_cases: Callable[[list[str]], list[CachedCase]]) -> dict:
-    """Select as the paper did (best validation Dice, then best validation AUC with it), write the
-    comparison table, the Figure-2-style plots, the winner's reliability diagrams and its bundle;
+    """Select as the paper did (best validation Dice, then best validation AUC with it, the lower
+    validation Brier score breaking a tie), write the comparison table, the Figure-2-style plots, the
+    winner's reliability diagrams and its bundle;
     returns the run's summary. ``load_cases`` gives the preprocessed cases of the example figures."""
     out_dir = Path(out_dir)
     tests = test_set_names(sets)
     chosen_seg = max(segmentation_dice, key=lambda n: segmentation_dice[n] or -1.0)
-    best = max((p for p in evaluated if p["names"][0] == chosen_seg), key=lambda p: p["val_auc"])
+    best = max((p for p in evaluated if p["names"][0] == chosen_seg), key=lambda p: (p["val_auc"], -p["val_brier"]))
     rows = [{
         "segmentation": p["names"][0], "classification": p["names"][1], "val_dice": segmentation_dice[p["names"][0]],
-        "val_auc": p["val_auc"], "threshold": p["threshold"],
+        "val_auc": p["val_auc"], "val_brier": p["val_brier"], "threshold": p["threshold"],
         **{f"{k}_{m}": p["results"][k][m] for k in tests for m in ("auc", "sensitivity", "specificity", "lesion_dice")},
         **{f"{k}_ece": p["results"][k]["calibration"]["ece"] for k in tests},
     } for p in evaluated]

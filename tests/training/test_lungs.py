@@ -141,15 +141,16 @@ def test_config_from_the_lungs_section(tmp_path):
     assert load_lung_config(None) == LungTrainingConfig()
 
 
-@pytest.mark.parametrize("validation, adopted", [
-    ({"dice": 0.9, "lesion_inside": 0.95}, True),
-    ({"dice": 0.9}, True),  # no lesion in the validation cases: the Dice decides
-    ({"dice": 0.96, "lesion_inside": 0.6}, False),  # a good outline that cuts the lesions out
-    ({"dice": 0.8, "lesion_inside": 1.0}, False),
-    ({}, False),  # never validated
+@pytest.mark.parametrize("validation, min_inside, adopted", [
+    ({"dice": 0.9, "lesion_inside": 0.95}, 0.9, True),
+    ({"dice": 0.9}, 0.9, False),  # no lesion in the validation cases: whether it keeps lesions inside is unknown
+    ({"dice": 0.9}, 0.0, True),  # ... which only a zero bound lets through
+    ({"dice": 0.96, "lesion_inside": 0.6}, 0.9, False),  # a good outline that cuts the lesions out
+    ({"dice": 0.8, "lesion_inside": 1.0}, 0.9, False),
+    ({}, 0.0, False),  # never validated
 ])
-def test_a_model_is_adopted_only_with_the_lungs_and_their_lesions(validation, adopted):
-    assert adopts(LungTrainingConfig(adopt_min_dice=0.85, adopt_min_lesion_inside=0.9), validation) is adopted
+def test_a_model_is_adopted_only_with_the_lungs_and_their_lesions(validation, min_inside, adopted):
+    assert adopts(LungTrainingConfig(adopt_min_dice=0.85, adopt_min_lesion_inside=min_inside), validation) is adopted
 
 
 def test_at_most_max_cases_are_trained_on_spread_over_sites_and_subtypes():
