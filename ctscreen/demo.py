@@ -217,7 +217,7 @@ def _case_row(case, deid, volume, prepared: PreprocessedCase, truth_lungs, truth
         "subtype": case["subtype"],
         "label": case["label"],
         "input_shape_zyx": list(volume.shape_zyx),
-        "input_spacing_zyx": [round(s, 3) for s in volume.spacing_zyx],
+        "input_spacing_zyx": [round(float(s), 3) for s in volume.spacing_zyx],
         "files_deidentified": deid["n_written"],
         "preprocessed_shape_zyx": list(prepared.image.shape),
         "lung_volume_ml": round(float(found_lungs.sum()) * np.prod(prepared.parameters.spacing_zyx) / 1000, 1),

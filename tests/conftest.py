@@ -20,14 +20,15 @@ REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct"
 
 
 # Fixtures that take minutes to build (a session's or a package's): under ``--dist loadgroup`` the tests
-# using one go to one worker, so it is built once rather than on each.
-EXPENSIVE_FIXTURES = ("trained_pairs", "stages")
+# using one go to one worker, in the order they were collected, so it is built once rather than on
+# each. The edge node (its own Triton) is one: its tests carry its release state from one to the next.
+SHARED_FIXTURES = ("trained_pairs", "stages", "node")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
-        used = [name for name in EXPENSIVE_FIXTURES if name in getattr(item, "fixturenames", ())]
+        used = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
         if used:
             item.add_marker(pytest.mark.xdist_group(used[0]))
 

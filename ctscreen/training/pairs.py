@@ -144,6 +144,13 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
                         lambda ids: [by_id[i] for i in ids])
 
 
+def winning_pair(evaluated: list[dict], segmentation_dice: dict[str, float | None]) -> dict:
+    """The paper's rule: the segmenter with the best validation Dice, then of its pairs the one with
+    the best validation AUC, the lower validation Brier score breaking a tie."""
+    chosen_seg = max(segmentation_dice, key=lambda n: segmentation_dice[n] or -1.0)
+    return max((p for p in evaluated if p["names"][0] == chosen_seg), key=lambda p: (p["val_auc"], -p["val_brier"]))
+
+
 def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | None], sets: dict[str, SegmentedCases],
                  config: TrainingConfig, out_dir: str | Path, provenance: dict,
                  load_cases: Callable[[list[str]], list[CachedCase]]) -> dict:
@@ -153,8 +160,8 @@ def report_pairs(evaluated: list[dict], segmentation_dice: dict[str, float | Non
     returns the run's summary. ``load_cases`` gives the preprocessed cases of the example figures."""
     out_dir = Path(out_dir)
     tests = test_set_names(sets)
-    chosen_seg = max(segmentation_dice, key=lambda n: segmentation_dice[n] or -1.0)
-    best = max((p for p in evaluated if p["names"][0] == chosen_seg), key=lambda p: (p["val_auc"], -p["val_brier"]))
+    best = winning_pair(evaluated, segmentation_dice)
+    chosen_seg = best["names"][0]
     rows = [{
         "segmentation": p["names"][0], "classification": p["names"][1], "val_dice": segmentation_dice[p["names"][0]],
         "val_auc": p["val_auc"], "val_brier": p["val_brier"], "threshold": p["threshold"],

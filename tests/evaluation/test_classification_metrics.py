@@ -43,16 +43,20 @@ def test_operating_point_by_hand():
     assert operating_point([0, 0], [0.9, 0.1], 0.5).sensitivity is None
 
 
-def test_threshold_reaches_target_sensitivity():
-    assert threshold_for_sensitivity(LABELS, SCORES, 0.5) == 0.8
-    assert threshold_for_sensitivity(LABELS, SCORES, 1.0) == 0.35
+def test_threshold_reaches_target_sensitivity_in_the_middle_of_its_gap():
+    assert threshold_for_sensitivity(LABELS, SCORES, 0.5) == pytest.approx((0.8 + 0.4) / 2)
+    assert threshold_for_sensitivity(LABELS, SCORES, 1.0) == pytest.approx((0.35 + 0.1) / 2)
+    assert threshold_for_sensitivity([1, 0], [0.2, 0.9], 1.0) == 0.2  # nothing scores below the positive
     labels = np.r_[np.ones(40), np.zeros(60)].astype(int)
     scores = np.random.default_rng(0).random(100) + labels * 0.3
     for target in (0.8, 0.9, 0.95, 0.975):
         threshold = threshold_for_sensitivity(labels, scores, target)
-        assert operating_point(labels, scores, threshold).sensitivity >= target
-        # the highest such threshold: any higher one misses the target
-        assert operating_point(labels, scores, np.nextafter(threshold, 2)).sensitivity < target
+        point = operating_point(labels, scores, threshold)
+        assert point.sensitivity >= target
+        caught, below = scores[scores >= threshold].min(), scores[scores < threshold].max()
+        assert threshold == pytest.approx((caught + below) / 2)  # halfway across the gap
+        # the most specific such threshold: the next score up misses the target
+        assert operating_point(labels, scores, np.nextafter(caught, 2)).sensitivity < target
     with pytest.raises(ValueError, match="without positive cases"):
         threshold_for_sensitivity([0, 0], [0.1, 0.2], 0.9)
 

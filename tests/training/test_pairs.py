@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctscreen.inference.bundle import load_bundle
+from ctscreen.training.pairs import winning_pair
 
 
 def test_every_pair_is_compared_and_the_winner_follows_the_papers_rule(trained_pairs):
@@ -105,3 +106,12 @@ def test_evaluate_cli_reproduces_the_test_figures(trained_pairs, tmp_path):
     assert report["calibration"]["brier"] == pytest.approx(expected["calibration"]["brier"], abs=1e-4)
     assert report["calibration"]["ece"] == pytest.approx(expected["calibration"]["ece"], abs=1e-4)
     assert (tmp_path / "roc.png").exists() and (tmp_path / "reliability.png").exists()
+
+
+@pytest.mark.parametrize("pairs, winner", [
+    ([("unet", "resnet50", 0.9, 0.10), ("unet", "dpn92", 0.95, 0.20), ("fcn8s", "dpn92", 1.0, 0.01)], "dpn92"),  # best AUC with the best segmenter
+    ([("unet", "resnet50", 1.0, 0.11), ("unet", "attention_resnet50", 1.0, 0.08)], "attention_resnet50"),  # a tie: the lower Brier score
+])
+def test_the_winner_is_the_best_segmenter_s_best_classifier_with_ties_broken_by_brier(pairs, winner):
+    evaluated = [{"names": (seg, cls), "val_auc": auc, "val_brier": brier} for seg, cls, auc, brier in pairs]
+    assert winning_pair(evaluated, {"unet": 0.44, "fcn8s": 0.16})["names"] == ("unet", winner)

@@ -114,9 +114,12 @@ def test_the_release_story_of_a_node(central, node, agent):
         float(np.load(node["config"].repository / "ctscreen-screening" / "1" / "reference.npz")["0/covid_probability"]), abs=1e-4)
 
 
-def test_edge_status_and_an_on_site_rollback_through_the_running_agent(node, agent):
+def test_edge_status_and_an_on_site_rollback_through_the_running_agent(central, node, agent):
+    for version in (1, 2):  # whatever the node served before (the story's end, or nothing alone): 2, with 1 before it
+        central.store.publish("stable", version)
+        agent.poll_once()
     before = (agent.state.serving, agent.state.previous)
-    assert None not in before
+    assert before == (2, 1)
 
     def ctscreen(*args):
         return subprocess.run([sys.executable, "-m", "ctscreen.cli", "edge", *args, "--config", str(node["config_path"]), "--json"],
