@@ -5,6 +5,7 @@ Inputs are read from the segmenter's output batch by batch, so memory does not g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from monai.utils import set_determinism
@@ -16,7 +17,7 @@ from ctscreen.models import build_model
 from ctscreen.models.classification import INPUT_ZYX
 from ctscreen.training.config import ClassificationConfig
 from ctscreen.training.data import classifier_samples, epoch_batches
-from ctscreen.training.loop import TrainingResult, fit
+from ctscreen.training.loop import EpochRecord, TrainingResult, fit
 
 
 def input_size(config: ClassificationConfig) -> tuple[int, int, int]:
@@ -37,7 +38,7 @@ def validation_auc(validation: SegmentedCases):
 
 
 def train_classification(name: str, train: SegmentedCases, validation: SegmentedCases, config: ClassificationConfig,
-                         out_dir: str | Path, seed: int = 0, progress: bool = True) -> TrainingResult:
+                         out_dir: str | Path, seed: int = 0, progress: bool = True, peers: Sequence[Sequence[EpochRecord]] = ()) -> TrainingResult:
     set_determinism(seed)
     model = build_model(name, config.profile)
     positives = float(train.labels.sum())
@@ -53,4 +54,5 @@ def train_classification(name: str, train: SegmentedCases, validation: Segmented
         metric="auc",
         description=f"cls {name}",
         progress=progress,
+        peers=peers,
     )

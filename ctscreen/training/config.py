@@ -26,12 +26,15 @@ class OptimiserConfig:
     data_workers: int = 1  # DataLoader worker processes reading and augmenting cases beside the training step
     schedule: str = "constant"  # the learning rate over the epochs: "constant" (the paper) or "cosine" (annealed to zero by the last epoch)
     patience: int | None = None  # stop once this many epochs have passed without a better validation metric (None: run every epoch)
+    median_stop_from: int | None = None  # from this epoch on, end a candidate trailing the earlier ones (the median stopping rule; None: off)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"patience must be a whole number of epochs of at least 1, or null; got {self.patience!r}")
+        if self.median_stop_from is not None and (not isinstance(self.median_stop_from, int) or self.median_stop_from < 1):
+            raise ValueError(f"median_stop_from must be a whole number of epochs of at least 1, or null; got {self.median_stop_from!r}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """One training loop for every model: Adam with a constant or cosine learning rate, early stopping on
-the validation metric, progress with loss and speed, per-epoch checkpoints, resume without losing
+the validation metric (patience, and the median rule against earlier candidates), progress with loss and speed, per-epoch checkpoints, resume without losing
 finished epochs, data parallel under ``torchrun``, mixed precision on GPU."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ctscreen.training.config import OptimiserConfig
+from ctscreen.training.stopping import below_median
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -59,7 +60,7 @@ class TrainingResult:
     best_epoch: int | None
     best_metric: float | None
     checkpoint: Path | None
-    stopped_early: bool = False  # ``patience`` epochs passed without a better validation metric
+    stopped_early: bool = False  # ``patience`` epochs passed without a better validation metric, or the median rule ended it
 
 
 def fit(
@@ -74,13 +75,16 @@ def fit(
     description: str = "train",
     progress: bool = True,
     device: torch.device | None = None,
+    peers: Sequence[Sequence[EpochRecord]] = (),
 ) -> TrainingResult:
     """Train for ``optimiser.epochs`` epochs, resuming from ``checkpoint_dir/last.pt`` if present.
 
     ``batches(epoch, rank, world)`` yields this rank's (input, target) batches for an epoch;
     ``validate(model)`` returns metrics every ``validate_every`` epochs and at the last, and
     ``metric`` (higher is better) picks ``best.pt``; with ``optimiser.patience`` training stops once
-    that many epochs have passed since the best one (the cosine schedule still spans every epoch).
+    that many epochs have passed since the best one (the cosine schedule still spans every epoch);
+    with ``optimiser.median_stop_from`` it stops where its best metric trails the median of the
+    ``peers`` (the histories of candidates trained before it) at the same epoch.
     """
     rank, world = distributed()
     device = device or default_device()
@@ -142,7 +146,10 @@ def fit(
             if value is not None and (best_metric is None or value > best_metric):
                 best_epoch, best_metric = epoch, float(value)
                 _save_atomic({"model": model.state_dict(), "epoch": epoch, "metric": best_metric}, best)
-            stopped = optimiser.patience is not None and best_epoch is not None and epoch - best_epoch >= optimiser.patience
+            patience_spent = optimiser.patience is not None and best_epoch is not None and epoch - best_epoch >= optimiser.patience
+            trailing = (not patience_spent and optimiser.median_stop_from is not None and bool(record.validation)
+                        and below_median(epoch, best_metric, peers, metric, optimiser.median_stop_from))
+            stopped = patience_spent or trailing
             _save_atomic(
                 {
                     "model": model.state_dict(),
@@ -162,8 +169,11 @@ def fit(
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in record.validation.items() if isinstance(v, float))
                 tqdm.write(f"{description} epoch {epoch}/{optimiser.epochs}: loss {record.loss:.4f}, "
                            f"{record.samples_per_second:.2f} samples/s" + (f", {shown}" if shown else ""), file=sys.stderr)
-                if stopped:
+                if patience_spent:
                     tqdm.write(f"{description}: stopped early after epoch {epoch}, no better {metric} since epoch {best_epoch}", file=sys.stderr)
+                if trailing:
+                    tqdm.write(f"{description}: stopped after epoch {epoch}, its best {metric} {best_metric:.4f} below the median "
+                               "of the earlier candidates' running averages", file=sys.stderr)
         if world > 1:
             stop = torch.tensor([float(stopped)], device=device)
             dist.broadcast(stop, 0)  # every rank leaves the loop together

@@ -25,6 +25,7 @@ from ctscreen.models import build_model
 from ctscreen.training.cases import CachedCase, prepare_cases
 from ctscreen.training.classification import input_size, train_classification
 from ctscreen.training.config import TrainingConfig
+from ctscreen.training.loop import TrainingResult
 from ctscreen.training.segmentation import patch_size, train_segmentation
 from ctscreen.training.split import split_by_patient
 
@@ -68,11 +69,12 @@ def group_by_split(cases: list[CachedCase], assignment: dict[str, str], source: 
 
 def train_segmentation_candidates(sets: dict[str, list[CachedCase]], config: TrainingConfig, out_dir: str | Path,
                                   progress: bool = True) -> dict:
-    """Every configured segmentation model (a finished checkpoint is reused), ranked by validation Dice."""
-    runs = {
-        name: train_segmentation(name, sets["train"], sets["validation"], config.segmentation, Path(out_dir) / "segmentation", config.seed, progress)
-        for name in config.segmentation.models
-    }
+    """Every configured segmentation model (a finished checkpoint is reused), ranked by validation Dice;
+    one after another, so the median stopping rule can weigh each against those before it."""
+    runs: dict[str, TrainingResult] = {}
+    for name in config.segmentation.models:
+        runs[name] = train_segmentation(name, sets["train"], sets["validation"], config.segmentation, Path(out_dir) / "segmentation",
+                                        config.seed, progress, peers=[r.history for r in runs.values()])
     results = Path(out_dir) / "segmentation" / "results.json"
     summary = json.loads(results.read_text()) if results.exists() else {}  # candidates trained earlier in this run folder stay listed
     summary.update({name: {"validation_dice": run.best_metric, "best_epoch": run.best_epoch, "checkpoint": str(run.checkpoint)}
@@ -134,9 +136,11 @@ def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig,
         segmenter = load_trained(seg_name, config.segmentation.profile, segmentation_runs[seg_name].checkpoint)
         segmented = segmented_sets(segment(segmenter, cases, patch, size, out_dir / "segmented" / seg_name, progress,
                                            f"segment with {seg_name}"), assignment)
+        peers = []  # the classifiers trained on this segmenter's output so far, for the median stopping rule
         for cls_name in config.classification.models:
             run = train_classification(cls_name, segmented["train"], segmented["validation"], config.classification,
-                                       out_dir / "classification" / seg_name, config.seed, progress)
+                                       out_dir / "classification" / seg_name, config.seed, progress, peers=peers)
+            peers.append(run.history)
             classifier = load_trained(cls_name, config.classification.profile, run.checkpoint)
             evaluated.append(evaluate_pair((seg_name, segmenter), (cls_name, classifier), run.best_metric, segmented, config))
     by_id = {c.case_id: c for c in cases}

@@ -4,6 +4,7 @@ Dice + cross-entropy (weighted over U-Net++'s deep-supervision heads), validatio
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from ctscreen.models.segmentation import PATCH_ZYX
 from ctscreen.training.cases import CachedCase
 from ctscreen.training.data import epoch_batches, lesion_patches
 from ctscreen.training.config import SegmentationConfig
-from ctscreen.training.loop import TrainingResult, fit
+from ctscreen.training.loop import EpochRecord, TrainingResult, fit
 
 
 def patch_size(config: SegmentationConfig) -> tuple[int, int, int]:
@@ -60,7 +61,7 @@ def validation_dice(cases: list[CachedCase], patch: tuple[int, int, int]):
 
 
 def train_segmentation(name: str, train: list[CachedCase], validation: list[CachedCase], config: SegmentationConfig,
-                       out_dir: str | Path, seed: int = 0, progress: bool = True) -> TrainingResult:
+                       out_dir: str | Path, seed: int = 0, progress: bool = True, peers: Sequence[Sequence[EpochRecord]] = ()) -> TrainingResult:
     set_determinism(seed)
     model = build_model(name, config.profile)
     return fit(
@@ -74,4 +75,5 @@ def train_segmentation(name: str, train: list[CachedCase], validation: list[Cach
         validate_every=config.validate_every,
         description=f"seg {name}",
         progress=progress,
+        peers=peers,
     )

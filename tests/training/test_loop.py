@@ -105,6 +105,7 @@ def test_early_stopping_ends_training_patience_epochs_after_the_best_and_stays_s
 @pytest.mark.parametrize("override, message", [
     ("segmentation.optimiser.schedule=step", "segmentation.optimiser.schedule must be one of constant, cosine"),
     ("classification.optimiser.patience=0", "classification.optimiser.patience must be a whole number"),
+    ("segmentation.optimiser.median_stop_from=0", "segmentation.optimiser.median_stop_from must be a whole number"),
 ])
 def test_unknown_schedule_or_patience_is_refused_with_the_setting_named(override, message):
     with pytest.raises(InputError, match=message):
