@@ -1,6 +1,7 @@
 """One training loop for every model: Adam with a constant or cosine learning rate, early stopping on
-the validation metric (patience, and the median rule against earlier candidates), progress with loss and speed, per-epoch checkpoints, resume without losing
-finished epochs, data parallel under ``torchrun``, mixed precision on GPU."""
+the validation metric (patience, and the median rule against earlier candidates), progress with loss
+and speed, per-epoch checkpoints, resume without losing finished epochs, data parallel under
+``torchrun``, mixed precision on GPU."""
 
 from __future__ import annotations
 
