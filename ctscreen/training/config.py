@@ -31,10 +31,10 @@ class OptimiserConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a whole number of epochs of at least 1, or null; got {self.patience!r}")
-        if self.median_stop_from is not None and (not isinstance(self.median_stop_from, int) or self.median_stop_from < 1):
-            raise ValueError(f"median_stop_from must be a whole number of epochs of at least 1, or null; got {self.median_stop_from!r}")
+        for name in ("patience", "median_stop_from"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number of epochs of at least 1, or null; got {value!r}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The training loop: loss goes down, checkpoints resume without losing finished epochs, the learning-rate
-schedule and early stopping."""
+schedule and early stopping (patience, and the median rule against earlier candidates)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 from ctscreen.errors import InputError
 from ctscreen.training.config import OptimiserConfig, load_config
 from ctscreen.training.loop import fit
+from tests.training.test_stopping import history
 
 
 def _problem(seed=0):
@@ -100,6 +101,26 @@ def test_early_stopping_ends_training_patience_epochs_after_the_best_and_stays_s
     unstopped = fit(_model(), loss, batches, OptimiserConfig(lr=0.05, weight_decay=0, epochs=6), tmp_path / "b",
                     validate=lambda m: {"auc": 0.5}, metric="auc", progress=False)
     assert not unstopped.stopped_early and len(unstopped.history) == 6
+
+
+def test_a_trailing_candidate_is_ended_at_the_first_validated_epoch_the_rule_judges_and_stays_ended(tmp_path):
+    batches, _, _ = _problem()
+    loss = nn.BCEWithLogitsLoss()
+    config = OptimiserConfig(lr=0.01, weight_decay=0, epochs=6, median_stop_from=3)
+    strong = [history([0.8] * 6), history([0.9] * 6)]
+    result = fit(_model(), loss, batches, config, tmp_path / "weak", validate=lambda m: {"dice": 0.5}, metric="dice",
+                 progress=False, peers=strong)
+    assert result.stopped_early and [r.epoch for r in result.history] == [1, 2, 3]
+    again = fit(_model(), loss, batches, config, tmp_path / "weak", validate=lambda m: {"dice": 0.5}, metric="dice",
+                progress=False, peers=strong)
+    assert len(again.history) == 3  # resuming an ended candidate trains no further
+
+    leading = fit(_model(), loss, batches, config, tmp_path / "strong", validate=lambda m: {"dice": 0.95}, metric="dice",
+                  progress=False, peers=strong)
+    assert not leading.stopped_early and len(leading.history) == 6
+    off = fit(_model(), loss, batches, OptimiserConfig(lr=0.01, weight_decay=0, epochs=6), tmp_path / "off",
+              validate=lambda m: {"dice": 0.5}, metric="dice", progress=False, peers=strong)
+    assert not off.stopped_early and len(off.history) == 6  # the rule is off unless median_stop_from is set
 
 
 @pytest.mark.parametrize("override, message", [
