@@ -19,7 +19,7 @@ from torch import nn
 
 from ctscreen.digests import file_sha256
 from ctscreen.errors import InputError
-from ctscreen.imaging.lungs import IN_PLANE, LungExtractionParameters
+from ctscreen.imaging.lungs import IN_PLANE, LungExtractionParameters, fill_holes
 from ctscreen.imaging.preprocess import apply_window
 from ctscreen.imaging.resample import resample_mask_like, resample_volume
 from ctscreen.imaging.volume import CTVolume
@@ -99,8 +99,7 @@ def lung_mask_on_grid(probability: np.ndarray, grid: CTVolume, params: LungExtra
     keep = [order[0] + 1]
     if n > 1 and sizes_ml[order[1]] >= params.second_lung_ratio * sizes_ml[order[0]]:
         keep.append(order[1] + 1)
-    mask = ndi.binary_fill_holes(np.isin(labels, keep))
-    return ndi.binary_fill_holes(mask, structure=IN_PLANE).astype(np.uint8)
+    return fill_holes(fill_holes(np.isin(labels, keep)), structure=IN_PLANE).astype(np.uint8)
 
 
 def outside_air(hu: np.ndarray, below_hu: float) -> np.ndarray:

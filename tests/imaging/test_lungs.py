@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull
 
 from ctscreen.cli import main
-from ctscreen.imaging.lungs import extract_lungs
+from ctscreen.imaging.lungs import IN_PLANE, _convex_hull, extract_lungs, fill_holes
 from ctscreen.imaging.readers import load_volume
 from tests.imaging.chest_phantom import chest_phantom
 
@@ -88,3 +91,32 @@ def test_synthetic_covid_case_keeps_subpleural_lesions():
     assert lesions.sum() > 1000
     assert found[lesions].mean() > 0.9
     assert dice(found, lungs) > 0.93
+
+
+def _blobs(seed: int) -> np.ndarray:
+    """Random smooth blobs with pockets open to the border, the shapes lungs make, and a hollow box."""
+    rng = np.random.default_rng(seed)
+    mask = ndi.gaussian_filter(rng.random((12, 40, 48)), 1.5) > 0.5
+    mask[3:9, 10:20, 10:20] = True
+    mask[4:8, 12:18, 12:18] = False
+    return mask
+
+
+@pytest.mark.parametrize("structure", [None, IN_PLANE], ids=["3d", "in-plane"])
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_holes_is_scipys(structure, seed):
+    mask = _blobs(seed)
+    assert (fill_holes(mask, structure) == ndi.binary_fill_holes(mask, structure=structure)).all()
+    assert fill_holes(mask, structure)[5, 15, 15] and not mask[5, 15, 15]  # the box's inside is filled
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_convex_hull_holds_every_pixel_within_half_a_pixel_of_the_facets(seed):
+    for section in _blobs(seed):
+        if section.sum() < 3:
+            continue
+        points = np.argwhere(section)
+        equations = ConvexHull(points).equations
+        grid = np.argwhere(np.ones_like(section))
+        inside = np.all(grid @ equations[:, :2].T + equations[:, 2] <= 0.5, axis=1).reshape(section.shape)
+        assert (_convex_hull(section) == (inside | section)).all()
