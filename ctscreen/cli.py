@@ -99,7 +99,8 @@ def cmd_train_pairs(args) -> int:
     from ctscreen.training.pairs import run_pairs
 
     config = _training_config(args)
-    summary = run_pairs(args.manifest, args.out, config, cache_dir=args.cache, held_out_site=args.held_out_site, full_grid=args.full_grid)
+    summary = run_pairs(args.manifest, args.out, config, cache_dir=args.cache, held_out_site=args.held_out_site, full_grid=args.full_grid,
+                        split_fractions=args.split)
     _print_result(summary if args.json else {"winner": summary["winner"], "test": {k: v.get("auc") for k, v in summary["test"].items()},
                                             "bundle": summary["bundle"], "comparison": summary["comparison"]["markdown"]}, args.json)
     return 0
@@ -109,7 +110,7 @@ def cmd_train_seg(args) -> int:
     from ctscreen.training.pairs import prepare_sets, train_segmentation_candidates
 
     config = _training_config(args)
-    _, sets = prepare_sets(args.manifest, args.out, config, args.cache, args.held_out_site)
+    _, sets = prepare_sets(args.manifest, args.out, config, args.cache, args.held_out_site, split_fractions=args.split)
     runs = train_segmentation_candidates(sets, config, args.out)
     _print_result({name: {"validation_dice": run.best_metric, "checkpoint": str(run.checkpoint)} for name, run in runs.items()}, args.json)
     return 0
@@ -602,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     def gaps(sub):
         sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
 
+    def split_option(sub, help_):
+        sub.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
+                         help=f"{help_} (default: 0.6,0.2,0.2)")
+
     def training_options(sub, held_out_site: bool = True, lungs: bool = True):
         sub.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")
         sub.add_argument("--out", type=Path, required=True, help="run folder: split, checkpoints, results, figures, models")
@@ -610,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cache", type=Path, help="preprocessed-case cache (default: under OUT/cache)")
         if held_out_site:
             sub.add_argument("--held-out-site", help="keep this site out of training entirely and report it separately")
+            split_option(sub, "fractions of the other sites' cases per set, in a new OUT (an existing OUT keeps its split.json)")
         if lungs:
             sub.add_argument("--lungs", type=Path, help="find the lungs with this lung-region model (`ctscreen train lungs`: OUT/lungs), "
                                                         "which the bundle then carries; default: the classical extraction")
@@ -707,10 +713,6 @@ def build_parser() -> argparse.ArgumentParser:
     def dataset_option(sub):
         sub.add_argument("--dataset", type=Path, default=dataset_dir(), help=f"dataset repository (default: {dataset_dir()})")
         sub.add_argument("--json", action="store_true")
-
-    def split_option(sub, help_):
-        sub.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
-                         help=f"{help_} (default: 0.6,0.2,0.2)")
 
     init = dataset_verbs.add_parser("init", help="create an empty dataset repository with a DVC remote")
     init.set_defaults(func=cmd_dataset_init)

@@ -27,7 +27,7 @@ from ctscreen.training.classification import input_size, train_classification
 from ctscreen.training.config import TrainingConfig
 from ctscreen.training.loop import TrainingResult
 from ctscreen.training.segmentation import patch_size, train_segmentation
-from ctscreen.training.split import split_by_patient
+from ctscreen.training.split import FRACTIONS, split_by_patient
 
 
 def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
@@ -37,16 +37,18 @@ def load_trained(name: str, profile: str, checkpoint: Path) -> torch.nn.Module:
 
 
 def prepare_sets(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
-                 held_out_site: str | None = None, progress: bool = True) -> tuple[list[CachedCase], dict[str, list[CachedCase]]]:
+                 held_out_site: str | None = None, progress: bool = True,
+                 split_fractions: tuple[float, float, float] = FRACTIONS) -> tuple[list[CachedCase], dict[str, list[CachedCase]]]:
     """Preprocessed cases grouped by split; a run folder's ``split.json`` is reused, so steps run one
-    after another (``train seg``, then ``train cls``) see the same sets."""
+    after another (``train seg``, then ``train cls``) see the same sets. A new run folder's cases (the
+    held-out site's aside) are split by ``split_fractions`` (train, validation, test)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     split_file = out_dir / "split.json"
     if split_file.exists():
         assignment = json.loads(split_file.read_text())
     else:
-        assignment = split_by_patient(read_manifest(manifest), seed=config.seed, held_out_site=held_out_site)
+        assignment = split_by_patient(read_manifest(manifest), split_fractions, seed=config.seed, held_out_site=held_out_site)
         split_file.write_text(json.dumps(assignment, indent=1, sort_keys=True))
     cases = prepare_cases(manifest, cache_dir or out_dir / "cache", config.preprocessing, progress=progress, lung_region=config.lung_region())
     return cases, group_by_split(cases, assignment, split_file)
@@ -122,9 +124,10 @@ def evaluate_pair(segmentation: tuple[str, torch.nn.Module], classification: tup
 
 
 def run_pairs(manifest: str | Path, out_dir: str | Path, config: TrainingConfig, cache_dir: str | Path | None = None,
-              held_out_site: str | None = None, full_grid: bool = False, progress: bool = True) -> dict:
+              held_out_site: str | None = None, full_grid: bool = False, progress: bool = True,
+              split_fractions: tuple[float, float, float] = FRACTIONS) -> dict:
     out_dir = Path(out_dir)
-    cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress)
+    cases, sets = prepare_sets(manifest, out_dir, config, cache_dir, held_out_site, progress, split_fractions)
     assignment = {c.case_id: name for name, members in sets.items() for c in members}
     patch, size = patch_size(config.segmentation), input_size(config.classification)
 

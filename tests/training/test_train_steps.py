@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+from ctscreen.manifest import read_manifest
+from ctscreen.training.split import split_by_patient
+
 
 def _ctscreen(*args):
     return subprocess.run([sys.executable, "-m", "ctscreen.cli", *args], capture_output=True, text=True, timeout=900)
@@ -19,14 +22,17 @@ def test_seg_then_cls_share_the_split_and_the_checkpoint(trained_pairs, tmp_path
               "--set", "segmentation.optimiser.epochs=1", "--set", "segmentation.samples_per_case=1",
               "--set", "classification.optimiser.epochs=1", "--set", "classification.models=[resnet50]",
               "--set", "evaluation.bootstrap_resamples=100"]
-    seg = _ctscreen("train", "seg", *common, "--set", "segmentation.models=[fcn8s]", "--json")
+    seg = _ctscreen("train", "seg", *common, "--set", "segmentation.models=[fcn8s]", "--split", "0.5,0.3,0.2", "--json")
     assert seg.returncode == 0, seg.stderr[-2000:]
     ranked = json.loads((tmp_path / "segmentation" / "results.json").read_text())
     assert set(ranked) == {"fcn8s"} and ranked["fcn8s"]["validation_dice"] is not None
     checkpoint = tmp_path / "segmentation" / "fcn8s" / "last.pt"
     split, stamp = (tmp_path / "split.json").read_text(), checkpoint.stat().st_mtime_ns
+    rows = read_manifest(trained_pairs["manifest"])
+    asked = split_by_patient(rows, (0.5, 0.3, 0.2), seed=0)
+    assert json.loads(split) == asked != split_by_patient(rows, seed=0)  # a larger validation set, as asked
 
-    cls = _ctscreen("train", "cls", "--segmentation", "best", *common, "--json")
+    cls = _ctscreen("train", "cls", "--segmentation", "best", *common, "--json")  # the default --split: OUT's split.json stays
     assert cls.returncode == 0, cls.stderr[-2000:]
     summary = json.loads(cls.stdout)
     assert summary["winner"]["segmentation"] == "fcn8s" and summary["winner"]["classification"] == "resnet50"
