@@ -604,8 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing the series")
 
     def split_option(sub, help_):
-        sub.add_argument("--split", type=_fractions, default="0.6,0.2,0.2", metavar="TRAIN,VALIDATION,TEST",
-                         help=f"{help_} (default: 0.6,0.2,0.2)")
+        from ctscreen.training.split import FRACTIONS
+
+        default = ",".join(f"{f:g}" for f in FRACTIONS)
+        sub.add_argument("--split", type=_fractions, default=default, metavar="TRAIN,VALIDATION,TEST", help=f"{help_} (default: {default})")
 
     def training_options(sub, held_out_site: bool = True, lungs: bool = True):
         sub.add_argument("--manifest", type=Path, required=True, help="dataset manifest (CSV), e.g. from `ctscreen synth`")

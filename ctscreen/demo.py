@@ -49,9 +49,9 @@ REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct"  #
 # against 9; the small U-Net's 12 epochs took twice as long for held-out Dice 0.427), on lesion-centred
 # patches for class balance, a cosine schedule from 1e-2, and early stopping on validation Dice that
 # ends the candidates that stop improving (on 66 training cases the tiny U-Net reached validation Dice
-# 0.43 in 10 epochs, 0.44 in 12). Classification needs many epochs
-# (a small ResNet-50's loss only fell after epoch 12) on a 32 x 64 x 64 input: at 24 x 48 x 48 with
-# 30 epochs the held-out site's AUC fell from 0.955 to 0.863. The candidates train one after another,
+# 0.43 in 10 epochs, 0.44 in 12). Classification needs many epochs (a small ResNet-50's loss only fell
+# after epoch 12) on a 32 x 64 x 64 input: at 24 x 48 x 48 with 30 epochs the held-out site's AUC fell
+# from 0.955 to 0.863. The candidates train one after another,
 # and the median stopping rule ends one whose best validation figure trails the earlier ones' running
 # averages (from the 4th segmentation epoch, the 12th classification epoch; the last run's V-Net and
 # Inception-v3 trailed from there on).
